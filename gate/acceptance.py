@@ -1,0 +1,253 @@
+"""Acceptance: what the gate knows about each (partner, customer) pair, and how it learns.
+
+A bounded LRU of entries with per-entry expiry (cachetools ``TLRUCache``).
+A miss asks the upstream's agreements endpoint with the caller's own
+credentials; concurrent misses for one pair share a single lookup, which
+runs as a task owned by the store so a caller that goes away cannot cancel
+it for the others. Confirmed pairs are trusted for ``positive_ttl_s`` and,
+while lookups fail, for ``stale_if_error_s`` more; a 'not confirmed' answer
+never for longer than ``negative_ttl_s``. Failures are never cached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from cachetools import TLRUCache
+from yarl import URL
+
+from gate import body
+from gate.config import AcceptanceSettings
+from gate.errors import GateError
+from gate.forward import Fetched, fetch
+from gate.metrics import Metrics
+from gate.policy import State
+
+__all__ = ["AcceptanceStore", "Entry", "Outcome"]
+
+_MCA = "microsoftcloudagreement"
+_Key = tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    state: State
+    source: str  # "lookup" | "confirmation"
+    cached_at: float  # wall clock, for operators
+    ttl: float
+    fresh_until: float  # monotonic
+    keep_until: float  # monotonic
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The answer for one call: the state, where it came from, and a denial to relay."""
+
+    state: State
+    cache: str  # "hit" | "miss" | "error"
+    denied: Fetched | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Looked:
+    outcome: Outcome
+    authorization: str
+
+
+class AcceptanceStore:
+    """The per-process cache of acceptance, its lookups and its confirmations."""
+
+    def __init__(
+        self,
+        settings: AcceptanceSettings,
+        session: aiohttp.ClientSession,
+        upstream: str,
+        metrics: Metrics,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self._settings = settings
+        self._session = session
+        self._upstream = upstream
+        self._metrics = metrics
+        self._clock = clock
+        self._wall = wall
+        self._cache: TLRUCache[_Key, Entry] = TLRUCache(
+            settings.max_entries, ttu=lambda _key, entry, _now: entry.keep_until, timer=clock
+        )
+        self._slots = asyncio.Semaphore(settings.max_concurrent_lookups)
+        self._inflight: dict[_Key, asyncio.Task[_Looked]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        metrics.watch_cache(lambda: len(self._cache))
+
+    # -- the hot path -------------------------------------------------------
+
+    def peek(self, partner: str, customer: str) -> Outcome | None:
+        """A fresh cached answer, without awaiting anything."""
+        entry = self._cache.get((partner, customer))
+        if entry is None or self._clock() >= entry.fresh_until:
+            return None
+        self._metrics.lookups["hit"].inc()
+        return Outcome(entry.state, "hit")
+
+    async def lookup(
+        self, partner: str, customer: str, authorization: str, correlation: str | None
+    ) -> Outcome:
+        """Ask the upstream, sharing one lookup among concurrent callers for the pair."""
+        key = (partner, customer)
+        task = self._inflight.get(key)
+        if task is None:
+            task = self._spawn(self._lookup(key, authorization, correlation), key)
+        looked = await asyncio.shield(task)
+        if looked.outcome.denied is not None and looked.authorization != authorization:
+            looked = await self._lookup(key, authorization, correlation)  # not our denial
+        self._metrics.lookups[looked.outcome.cache].inc()
+        return looked.outcome
+
+    def record(self, partner: str, customer: str) -> None:
+        """A confirmation went through: the pair is accepted from now on."""
+        self._store((partner, customer), State.ACCEPTED, "confirmation")
+
+    # -- operators ----------------------------------------------------------
+
+    def inspect(self, partner: str, customer: str) -> Entry | None:
+        return self._cache.get((partner, customer))
+
+    def drop(self, partner: str, customer: str) -> bool:
+        return self._cache.pop((partner, customer), None) is not None
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def save(self, path: Path) -> int:
+        """Write the confirmed pairs, so a restart does not re-ask for all of them."""
+        rows = [
+            {"partner": p, "customer": c, "cached_at": e.cached_at, "source": e.source}
+            for (p, c), e in list(self._cache.items())
+            if e.state is State.ACCEPTED
+        ]
+        partial = path.with_name(path.name + ".partial")
+        partial.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+        os.replace(partial, path)
+        return len(rows)
+
+    def load(self, path: Path) -> int:
+        """Read a snapshot back, keeping each pair's age; unreadable rows are skipped."""
+        loaded = 0
+        now, wall = self._clock(), self._wall()
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                row = json.loads(line)
+                key = (str(row["partner"]).lower(), str(row["customer"]).lower())
+                age = max(0.0, wall - float(row["cached_at"]))
+            except (ValueError, KeyError, TypeError):
+                continue
+            ttl = self._settings.positive_ttl_s
+            if age < ttl + self._settings.stale_if_error_s:
+                source = "confirmation" if row.get("source") == "confirmation" else "lookup"
+                self._cache[key] = Entry(
+                    State.ACCEPTED,
+                    source,
+                    wall - age,
+                    ttl,
+                    now - age + ttl,
+                    now - age + ttl + self._settings.stale_if_error_s,
+                )
+                loaded += 1
+        return loaded
+
+    # -- inside -------------------------------------------------------------
+
+    def _spawn(self, coro: Coroutine[Any, Any, _Looked], key: _Key) -> asyncio.Task[_Looked]:
+        task = asyncio.get_running_loop().create_task(coro, name=f"acceptance-lookup:{key[1]}")
+        self._inflight[key] = task
+        self._tasks.add(task)
+
+        def _done(finished: asyncio.Task[_Looked]) -> None:
+            self._tasks.discard(finished)
+            if self._inflight.get(key) is finished:
+                del self._inflight[key]
+
+        task.add_done_callback(_done)
+        return task
+
+    async def _lookup(self, key: _Key, authorization: str, correlation: str | None) -> _Looked:
+        url = URL(self._upstream).with_path(f"/v1/customers/{key[1]}/agreements", encoded=True)
+        url = url.with_query(agreementType="MicrosoftCloudAgreement")
+        headers = {"Authorization": authorization, "Accept": "application/json"}
+        if correlation:
+            headers["MS-CorrelationId"] = correlation
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self._settings.lookup_timeout_s), self._slots:
+                fetched = await fetch(self._session, url, headers, self._settings.lookup_timeout_s)
+        except (GateError, TimeoutError):
+            return _Looked(self._failed(key), authorization)
+        finally:
+            self._metrics.lookup_duration.observe(time.perf_counter() - started)
+        return _Looked(self._judge(key, fetched), authorization)
+
+    def _judge(self, key: _Key, fetched: Fetched) -> Outcome:
+        if fetched.status in (401, 403):
+            return Outcome(State.UNKNOWN, "miss", denied=fetched)
+        if fetched.status == 404:
+            return Outcome(self._store(key, State.NOT_ACCEPTED, "lookup"), "miss")
+        if fetched.status != 200:
+            return self._failed(key)
+        try:
+            listed = _lists_mca(body.parse(fetched.body))
+        except GateError:  # a repeated key: the answer cannot be trusted either way
+            return self._failed(key)
+        if listed is None:
+            return self._failed(key)
+        state = State.ACCEPTED if listed else State.NOT_ACCEPTED
+        return Outcome(self._store(key, state, "lookup"), "miss")
+
+    def _failed(self, key: _Key) -> Outcome:
+        entry = self._cache.get(key)
+        if entry is not None and entry.state is State.ACCEPTED:
+            return Outcome(State.ACCEPTED, "error")  # stale-if-error: never withdrawn
+        return Outcome(State.UNKNOWN, "error")
+
+    def _store(self, key: _Key, state: State, source: str) -> State:
+        now = self._clock()
+        current = self._cache.get(key)
+        if state is State.NOT_ACCEPTED:
+            if (
+                current is not None
+                and current.state is State.ACCEPTED
+                and now < current.fresh_until
+            ):
+                return State.ACCEPTED  # a confirmation landed while this lookup was in flight
+            ttl, keep = self._settings.negative_ttl_s, 0.0
+        else:
+            ttl, keep = self._settings.positive_ttl_s, self._settings.stale_if_error_s
+        if ttl + keep > 0:
+            self._cache[key] = Entry(state, source, self._wall(), ttl, now + ttl, now + ttl + keep)
+        return state
+
+
+def _lists_mca(doc: Any) -> bool | None:
+    """Whether an agreements answer lists an MCA; None when it is not one."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("items"), list):
+        return None
+    return any(
+        isinstance(item, dict)
+        and isinstance(kind := item.get("type", item.get("agreementtype")), str)
+        and kind.lower() == _MCA
+        for item in doc["items"]
+    )

@@ -1,0 +1,97 @@
+"""App factories: the proxy app and the admin app, with their resources as cleanup contexts.
+
+Nothing happens at import time; ``gate.cli`` is the only caller that runs
+these apps on real listeners, and tests run them on free loopback ports.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import TextIO
+
+import aiohttp
+from aiohttp import web
+
+from gate import __version__, admin, pipeline
+from gate.acceptance import AcceptanceStore
+from gate.config import Settings
+from gate.keys import LOGGER, METRICS, RUNTIME, STATE, STORE, UPSTREAM, Lifecycle
+from gate.logs import make_logger
+from gate.metrics import Metrics
+from gate.runtime import RuntimeHolder, compile_settings
+
+__all__ = ["create_admin_app", "create_app"]
+
+
+def create_app(
+    settings: Settings,
+    *,
+    log_stream: TextIO | None = None,
+    clock: Callable[[], float] | None = None,
+) -> web.Application:
+    """The proxy: one catch-all route and no middlewares, so aiohttp adds no layers."""
+    app = web.Application(client_max_size=settings.server.max_gated_body_bytes)
+    app[RUNTIME] = RuntimeHolder(compile_settings(settings))
+    app[METRICS] = Metrics(__version__)
+    app[LOGGER] = make_logger(settings.log.level, settings.log.format, log_stream or sys.stdout)
+    app[STATE] = Lifecycle()
+    app.cleanup_ctx.append(upstream_session)
+    app.cleanup_ctx.append(_acceptance_store(clock))
+    app.router.add_route("*", "/{tail:.*}", pipeline.handle)
+    return app
+
+
+async def upstream_session(app: web.Application) -> AsyncIterator[None]:
+    """One pooled client session per process, for every forwarded call and lookup."""
+    upstream = app[RUNTIME].current.settings.upstream
+    connector = aiohttp.TCPConnector(
+        limit=upstream.max_connections, ttl_dns_cache=300, enable_cleanup_closed=False
+    )
+    session = aiohttp.ClientSession(
+        connector=connector,
+        timeout=aiohttp.ClientTimeout(
+            total=None, connect=upstream.connect_timeout_s, sock_read=upstream.read_timeout_s
+        ),
+        auto_decompress=False,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+        trust_env=False,
+    )
+    app[UPSTREAM] = session
+    yield
+    await session.close()
+
+
+def _acceptance_store(
+    clock: Callable[[], float] | None,
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def acceptance_store(app: web.Application) -> AsyncIterator[None]:
+        """The cache of confirmed pairs; loaded from and saved to the snapshot when set."""
+        settings = app[RUNTIME].current.settings
+        extra = {"clock": clock} if clock is not None else {}
+        store = AcceptanceStore(
+            settings.acceptance, app[UPSTREAM], settings.upstream.url, app[METRICS], **extra
+        )
+        snapshot = (
+            Path(settings.acceptance.snapshot_path) if settings.acceptance.snapshot_path else None
+        )
+        if snapshot is not None and snapshot.exists():
+            loaded = store.load(snapshot)
+            app[LOGGER].info("snapshot_loaded", path=str(snapshot), entries=loaded)
+        app[STORE] = store
+        yield
+        await store.close()
+        if snapshot is not None:
+            saved = store.save(snapshot)
+            app[LOGGER].info("snapshot_saved", path=str(snapshot), entries=saved)
+
+    return acceptance_store
+
+
+def create_admin_app(settings: Settings, proxy: web.Application) -> web.Application:
+    """The operator's listener: metrics, health, and (with a token) the admin calls."""
+    app = web.Application(middlewares=[admin.token_guard(settings.admin.token)])
+    admin.add_routes(app, proxy)
+    return app

@@ -1,0 +1,109 @@
+"""What a gated call's JSON body says, read the way the upstream would read it.
+
+Keys are compared case-insensitively (the .NET SDK sends PascalCase, the REST
+docs camelCase), so objects come back with lowercased keys. A key repeated
+at one level under any casing makes the body ambiguous: the gate and the
+upstream could each pick a different copy, so it is refused, never guessed.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Final
+
+from gate.errors import AmbiguousBody
+
+__all__ = [
+    "NOT_JSON",
+    "UNKNOWN_QUANTITY",
+    "is_cancel_only",
+    "parse",
+    "requested_quantity",
+    "resellers",
+]
+
+
+class _Marker:
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+NOT_JSON: Final = _Marker("NOT_JSON")
+UNKNOWN_QUANTITY: Final = _Marker("UNKNOWN_QUANTITY")
+
+
+class _Duplicate(Exception):
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        lowered = key.lower()
+        if lowered in result:
+            raise _Duplicate(lowered)
+        result[lowered] = value
+    return result
+
+
+def parse(raw: bytes) -> Any:
+    """The decoded document with lowercased keys, NOT_JSON, or AmbiguousBody."""
+    if not raw.strip():
+        return NOT_JSON
+    try:
+        return json.loads(raw.decode("utf-8-sig"), object_pairs_hook=_object)
+    except _Duplicate as dup:
+        raise AmbiguousBody(
+            "The JSON body repeats a key (keys are compared case-insensitively), "
+            "so the gate and the upstream could read different values.",
+            [{"key": dup.key}],
+        ) from None
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return NOT_JSON
+
+
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
+def is_cancel_only(doc: Any) -> bool:
+    """An order update that only sets status to cancelled adds nothing."""
+    if not isinstance(doc, dict) or _lower(doc.get("status")) != "cancelled":
+        return False
+    return not doc.get("lineitems")
+
+
+def requested_quantity(doc: Any) -> int | _Marker | None:
+    """The seat count a subscription update asks for; None when it names none."""
+    if not isinstance(doc, dict):
+        return UNKNOWN_QUANTITY
+    if "quantity" not in doc:
+        return None
+    value = doc["quantity"]
+    if isinstance(value, bool):
+        return UNKNOWN_QUANTITY
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+        return int(value)
+    return UNKNOWN_QUANTITY
+
+
+def resellers(doc: Any) -> tuple[str, ...]:
+    """Indirect resellers named by an order's line items (partnerIdOnRecord)."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("lineitems"), list):
+        return ()
+    found = {
+        item["partneridonrecord"].lower()
+        for item in doc["lineitems"]
+        if isinstance(item, dict) and isinstance(item.get("partneridonrecord"), str)
+    }
+    return tuple(sorted(found))

@@ -1,0 +1,155 @@
+"""Classify: (method, path) -> the gated Transaction, or None for pass-through.
+
+Paths are normalised before matching so that case, dot segments, repeated
+slashes, a trailing slash or percent-encoded unreserved characters cannot
+hide a gated call; the normalised path is also what gets forwarded, so the
+gate and the upstream always see the same call. Encodings the gate cannot
+read the way every upstream would (an encoded ``/`` or ``\\``, a double
+encoding, a raw backslash or control character) are refused outright.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from gate.config import Rule
+from gate.errors import AmbiguousMethod, AmbiguousPath
+
+__all__ = ["METHOD_OVERRIDE_HEADERS", "RuleTable", "Transaction", "classify", "normalize"]
+
+METHOD_OVERRIDE_HEADERS = ("X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override")
+
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+_PERCENT = re.compile(r"%(..)?", re.DOTALL)
+_HEX = frozenset("0123456789abcdefABCDEF")
+_REFUSED_ESCAPES = frozenset({"2F", "5C", "25", "00"})
+_UNSAFE = re.compile(r"[\\\x00-\x20\x7f]")
+
+
+@dataclass(frozen=True, slots=True)
+class Transaction:
+    """A gated call: which rule matched, its kind, and whose customer it touches."""
+
+    kind: str
+    rule: str
+    when: str
+    customer: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Template:
+    segments: tuple[str | None, ...]
+    customer_at: int
+    by_method: dict[str, Rule]
+
+
+class RuleTable:
+    """Rules compiled once: templates grouped by segment count, methods by dict."""
+
+    __slots__ = ("_by_length", "methods")
+
+    def __init__(self, rules: Iterable[Rule]) -> None:
+        grouped: dict[str, dict[str, Rule]] = {}
+        for rule in rules:
+            grouped.setdefault(rule.path, {})[rule.method] = rule
+        self._by_length: dict[int, list[_Template]] = {}
+        for path, by_method in grouped.items():
+            parts = path.strip("/").split("/")
+            segments = tuple(None if part.startswith("{") else part for part in parts)
+            template = _Template(segments, parts.index("{customer}"), by_method)
+            self._by_length.setdefault(len(parts), []).append(template)
+        self.methods = frozenset(m for by_method in grouped.values() for m in by_method)
+
+    def match(self, segments: Sequence[str]) -> tuple[_Template, str] | None:
+        """The template these lowercased segments fill, and the customer segment."""
+        for template in self._by_length.get(len(segments), ()):
+            for want, have in zip(template.segments, segments, strict=True):
+                if want is not None and want != have:
+                    break
+            else:
+                return template, segments[template.customer_at]
+        return None
+
+
+def _decode_unreserved(path: str) -> str:
+    def replace(match: re.Match[str]) -> str:
+        pair = match.group(1)
+        if pair is None or not set(pair) <= _HEX:
+            raise AmbiguousPath("The path has a malformed percent-encoding.", [{"path": path}])
+        if pair.upper() in _REFUSED_ESCAPES:
+            raise AmbiguousPath(
+                "The path encodes a slash, backslash, percent sign or NUL; "
+                "the gate cannot know how the upstream would read it.",
+                [{"escape": "%" + pair}],
+            )
+        char = chr(int(pair, 16))
+        return char if char in _UNRESERVED else "%" + pair.upper()
+
+    return _PERCENT.sub(replace, path)
+
+
+def normalize(path: str) -> str:
+    """The canonical form of a request path (no query), or AmbiguousPath."""
+    if not path.startswith("/"):
+        raise AmbiguousPath("The request target must be an absolute path.", [])
+    if _UNSAFE.search(path):
+        raise AmbiguousPath("The path holds a backslash, space or control character.", [])
+    if "%" in path:
+        path = _decode_unreserved(path)
+    if "//" not in path and "/." not in path and (path == "/" or path[-1] != "/"):
+        return path
+    resolved: list[str] = []
+    for segment in path.split("/"):
+        if segment == "..":
+            if resolved:
+                resolved.pop()
+        elif segment and segment != ".":
+            resolved.append(segment)
+    return "/" + "/".join(resolved)
+
+
+def _override(overrides: Sequence[str]) -> str:
+    wanted = {value.strip().upper() for value in overrides}
+    if len(wanted) != 1 or "" in wanted:
+        raise AmbiguousMethod(
+            "Method-override headers on a gated path disagree, repeat or are empty.",
+            [{"headers": list(METHOD_OVERRIDE_HEADERS)}],
+        )
+    return wanted.pop()
+
+
+def classify(
+    table: RuleTable, method: str, path: str, overrides: Sequence[str] = ()
+) -> Transaction | None:
+    """The transaction a normalised path and method make, or None (pass-through)."""
+    if method not in table.methods:
+        method = method.upper()
+        if method not in table.methods and not overrides:
+            return None
+    lowered = path.lower()
+    found = table.match(lowered.strip("/").split("/"))
+    if found is None:
+        return _classify_matrix(table, method, lowered, overrides)
+    template, customer = found
+    if overrides:
+        method = _override(overrides)
+    rule = template.by_method.get(method)
+    if rule is None:
+        return None
+    if ";" in customer:
+        raise AmbiguousPath("A gated path carries a ';' parameter.", [])
+    return Transaction(rule.transaction, rule.name, rule.when, customer)
+
+
+def _classify_matrix(
+    table: RuleTable, method: str, lowered: str, overrides: Sequence[str]
+) -> Transaction | None:
+    """Some stacks drop ';params' from segments: refuse a path that would then be gated."""
+    if ";" not in lowered:
+        return None
+    stripped = "/".join(segment.partition(";")[0] for segment in lowered.split("/"))
+    if classify(table, method, normalize(stripped or "/"), overrides) is not None:
+        raise AmbiguousPath("A gated path carries a ';' parameter.", [])
+    return None

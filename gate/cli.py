@@ -1,0 +1,202 @@
+"""The ``gate`` command: serve | check-config | explain | demo.
+
+The only place that runs apps on real listeners, installs signal handlers
+and picks the event loop (uvloop where available).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from gate import __version__
+from gate.app import create_admin_app, create_app
+from gate.classify import classify, normalize
+from gate.config import ConfigError, Settings, load, parse_listen
+from gate.errors import GateError
+from gate.keys import LOGGER, METRICS, RUNTIME, STATE
+from gate.runtime import compile_settings
+
+__all__ = ["main"]
+
+
+def _run(coro: Coroutine[Any, Any, int]) -> int:
+    """Run on uvloop when it is installed: its loop is faster for socket-heavy work."""
+    factory: Callable[[], asyncio.AbstractEventLoop] | None = None
+    try:
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux and macOS
+        pass
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(coro)
+
+
+def _load(path: str | None) -> Settings | None:
+    try:
+        return load(Path(path) if path else None)
+    except ConfigError as error:
+        for problem in error.problems:
+            print(f"{path or '(defaults)'}: {problem}", file=sys.stderr)
+        return None
+
+
+async def _serve(settings: Settings, config_path: str | None) -> int:
+    app = create_app(settings)
+    admin = create_admin_app(settings, app)
+    grace = settings.server.shutdown_grace_s
+    proxy_runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=grace)
+    admin_runner = web.AppRunner(admin, access_log=None, handle_signals=False, shutdown_timeout=1)
+    await proxy_runner.setup()
+    await admin_runner.setup()
+    host, port = parse_listen(settings.server.listen)
+    proxy_site = web.TCPSite(
+        proxy_runner, host, port, backlog=1024, reuse_port=settings.server.workers > 1 or None
+    )
+    admin_host, admin_port = parse_listen(settings.admin.listen)
+    admin_site = web.TCPSite(admin_runner, admin_host, admin_port)
+    try:
+        await proxy_site.start()
+        await admin_site.start()
+    except OSError as error:
+        print(f"gate: cannot listen: {error}", file=sys.stderr)
+        await admin_runner.cleanup()
+        await proxy_runner.cleanup()
+        return 1
+    app[STATE].listening = True
+    logger = app[LOGGER]
+    if settings.authz.listen:
+        logger.warning("authz_not_available", listen=settings.authz.listen)
+    logger.info(
+        "listening",
+        version=__version__,
+        proxy=f"{host}:{proxy_site.port}",
+        admin=f"{admin_host}:{admin_site.port}",
+        upstream=settings.upstream.url,
+        cloud=settings.upstream.cloud,
+        mode=settings.policy.mode,
+        pid=os.getpid(),
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: _reload(app, config_path))
+    await stop.wait()
+    app[STATE].draining = True
+    logger.info("draining", grace_s=grace)
+    await proxy_runner.cleanup()
+    await admin_runner.cleanup()
+    logger.info("stopped")
+    return 0
+
+
+def _reload(app: web.Application, config_path: str | None) -> None:
+    """Swap in a new config atomically; a bad file changes nothing."""
+    logger = app[LOGGER]
+    try:
+        runtime = compile_settings(load(Path(config_path) if config_path else None))
+    except ConfigError as error:
+        app[METRICS].reloads["error"].inc()
+        logger.error("reload_refused", problems=error.problems)
+        return
+    app[RUNTIME].current = runtime
+    app[METRICS].reloads["ok"].inc()
+    logger.info("reloaded", mode=runtime.settings.policy.mode)
+
+
+def _check_config(path: str) -> int:
+    settings = _load(path)
+    if settings is None:
+        return 1
+    print(f"{path}: ok ({len(settings.rules)} rules, mode {settings.policy.mode})")
+    return 0
+
+
+def _explain(config: str | None, method: str, target: str, partner: str | None) -> int:
+    settings = _load(config)
+    if settings is None:
+        return 2
+    runtime = compile_settings(settings)
+    raw_path = target.partition("?")[0]
+    try:
+        path = normalize(raw_path)
+        transaction = classify(runtime.rules, method.upper(), path)
+    except GateError as error:
+        print(f"refused: {error.status} {error.error_name}: {error.description}")
+        return 0
+    print(f"call:        {method.upper()} {path}")
+    if transaction is None:
+        print("gated:       no (pass-through: forwarded untouched, no acceptance lookup)")
+        return 0
+    print(f"rule:        {transaction.rule}")
+    print(f"transaction: {transaction.kind}")
+    print(f"customer:    {transaction.customer}")
+    if transaction.kind == "confirmation":
+        print("gated:       confirmation (payload checked, forwarded, marks the pair accepted)")
+        return 0
+    when = {
+        "always": "always",
+        "adds_line_items": "unless the body only cancels (status cancelled, no line items)",
+        "changes_quantity": "when the body's quantity differs from the current one"
+        if runtime.seat_changes_only
+        else "always (policy.subscription_edits = all)",
+    }[transaction.when]
+    print(f"gated:       yes, {when}")
+    policy = runtime.policy
+    who = partner.lower() if partner else "(any partner)"
+    exempt = policy.exemption(who)
+    mode = policy.mode_for(who)
+    if exempt is not None:
+        print(f"decision:    exempt ({exempt.reason.value})")
+    else:
+        since = settings.policy.enforce_from.isoformat()
+        print(
+            f"decision:    mode {mode} for {who}, enforced from {since}, "
+            f"{settings.policy.enforce_percent}% of customers: "
+            + ("blocked (403) unless accepted" if mode == "enforce" else "would-block, forwarded")
+        )
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gate",
+        description="Hold CSP purchases and seat changes until MCA acceptance is confirmed.",
+    )
+    parser.add_argument("--version", action="version", version=f"gate {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = commands.add_parser("serve", help="run the proxy and the admin listener")
+    serve.add_argument("--config", metavar="FILE", help="TOML config (default: built-ins)")
+    check = commands.add_parser("check-config", help="validate a config file")
+    check.add_argument("file", metavar="FILE")
+    explain = commands.add_parser("explain", help="how a call would be classified and decided")
+    explain.add_argument("--config", metavar="FILE")
+    explain.add_argument("--partner", metavar="TENANT", help="apply this partner's overrides")
+    explain.add_argument("method", metavar="METHOD")
+    explain.add_argument("path", metavar="PATH")
+    commands.add_parser("demo", help="block -> confirm -> allow against a built-in sandbox")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "serve":
+        settings = _load(args.config)
+        return 2 if settings is None else _run(_serve(settings, args.config))
+    if args.command == "check-config":
+        return _check_config(args.file)
+    if args.command == "explain":
+        return _explain(args.config, args.method, args.path, args.partner)
+    from gate.demo import run_demo
+
+    return _run(run_demo(sys.stdout))

@@ -1,0 +1,294 @@
+"""Settings: the TOML file of DESIGN §3, validated once at load.
+
+Each section is a frozen pydantic model whose defaults equal the shipped
+``config/gate.toml``; a file names only what it changes, and any key can be
+overridden by ``GATE_<SECTION>__<KEY>``. Nothing here is read on the hot
+path: ``gate.runtime.compile_settings`` turns these into the tables it reads.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+__all__ = [
+    "DEFAULT_RULES",
+    "AcceptanceSettings",
+    "AdminSettings",
+    "AuthzSettings",
+    "ConfigError",
+    "IdentitySettings",
+    "Listen",
+    "LogSettings",
+    "PartnerPolicy",
+    "PolicySettings",
+    "Rule",
+    "ServerSettings",
+    "Settings",
+    "UpstreamSettings",
+    "load",
+    "parse_listen",
+]
+
+Mode = Literal["enforce", "observe", "off"]
+Cloud = Literal["public", "usgov", "germany", "china"]
+TransactionKind = Literal["new_purchase", "seat_change", "confirmation"]
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_PLACEHOLDER = re.compile(r"^\{[a-z_][a-z0-9_]*\}$")
+
+
+class ConfigError(Exception):
+    """A config that cannot be used; ``problems`` holds one line per bad key."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """Split ``host:port`` (``[v6]:port`` for IPv6) into its parts."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError("must be host:port with a port from 0 to 65535")
+    host = host.removeprefix("[").removesuffix("]")
+    if not host:
+        raise ValueError("must name a host, e.g. 127.0.0.1:8080")
+    return host, int(port)
+
+
+def _listen(value: str) -> str:
+    parse_listen(value)
+    return value
+
+
+def _optional_listen(value: str) -> str:
+    return _listen(value) if value else value
+
+
+Listen = Annotated[str, AfterValidator(_listen)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerSettings(_Section):
+    listen: Listen = "0.0.0.0:8080"
+    workers: int = Field(1, ge=1, le=64)
+    shutdown_grace_s: float = Field(30, ge=0)
+    max_gated_body_bytes: int = Field(1_048_576, ge=1024)
+    """A gated call's body is read whole to be inspected; beyond this: 413."""
+
+
+class AdminSettings(_Section):
+    listen: Listen = "127.0.0.1:9090"
+    token: str = ""
+
+
+class UpstreamSettings(_Section):
+    url: str = "https://api.partnercenter.microsoft.com"
+    cloud: Cloud = "public"
+    connect_timeout_s: float = Field(5, gt=0)
+    read_timeout_s: float = Field(120, gt=0)
+    max_connections: int = Field(256, ge=1)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        match = re.fullmatch(r"(https?)://([^/?#@\s]+)(/[^?#\s]*)?", value)
+        if match is None:
+            raise ValueError("must be an http:// or https:// URL with a host and no query")
+        return value.rstrip("/")
+
+
+class PartnerPolicy(_Section):
+    mode: Mode
+
+
+class PolicySettings(_Section):
+    mode: Mode = "enforce"
+    enforce_from: datetime = datetime(2018, 11, 7, tzinfo=UTC)
+    subscription_edits: Literal["seat_changes", "all"] = "seat_changes"
+    enforce_percent: int = Field(100, ge=0, le=100)
+    partners: dict[str, PartnerPolicy] = Field(default_factory=dict)
+
+    @field_validator("enforce_from")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("must carry a time zone, e.g. 2018-11-07T00:00:00Z")
+        return value
+
+    @field_validator("partners")
+    @classmethod
+    def _lowercase_ids(cls, value: dict[str, PartnerPolicy]) -> dict[str, PartnerPolicy]:
+        lowered = {key.strip().lower(): policy for key, policy in value.items()}
+        if len(lowered) != len(value):
+            raise ValueError("names one partner twice (tenant ids are case-insensitive)")
+        return lowered
+
+
+class AcceptanceSettings(_Section):
+    positive_ttl_s: float = Field(3600, ge=0)
+    negative_ttl_s: float = Field(5, ge=0)
+    lookup_timeout_s: float = Field(3, gt=0)
+    on_lookup_error: Literal["block", "allow"] = "block"
+    max_entries: int = Field(1_000_000, ge=1)
+    max_concurrent_lookups: int = Field(64, ge=1)
+    stale_if_error_s: float = Field(86400, ge=0)
+    snapshot_path: str = ""
+    retry_after_s: int = Field(5, ge=1)
+    """The Retry-After value sent with a fail-closed 503."""
+
+
+class IdentitySettings(_Section):
+    partner_header: str = ""
+
+    @field_validator("partner_header")
+    @classmethod
+    def _token(cls, value: str) -> str:
+        if value and not re.fullmatch(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+", value):
+            raise ValueError("must be an HTTP header name")
+        return value
+
+
+class AuthzSettings(_Section):
+    listen: Annotated[str, AfterValidator(_optional_listen)] = ""
+
+
+class LogSettings(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["json", "console"] = "json"
+
+
+class Rule(_Section):
+    """One classification rule: method + path template -> transaction kind.
+
+    ``when`` narrows a rule by the body: ``always``; ``adds_line_items`` (a
+    body that only cancels is not a purchase); ``changes_quantity`` (a seat
+    change as DESIGN §1.1 decides it).
+    """
+
+    name: str = Field(min_length=1)
+    method: str
+    path: str
+    transaction: TransactionKind
+    when: Literal["always", "adds_line_items", "changes_quantity"] = "always"
+
+    @field_validator("method")
+    @classmethod
+    def _method(cls, value: str) -> str:
+        if value.upper() not in _METHODS:
+            raise ValueError(f"must be one of {', '.join(sorted(_METHODS))}")
+        return value.upper()
+
+    @field_validator("path")
+    @classmethod
+    def _template(cls, value: str) -> str:
+        segments = value.strip("/").split("/")
+        if not value.startswith("/") or "" in segments:
+            raise ValueError("must start with / and have no empty segments")
+        if segments.count("{customer}") != 1:
+            raise ValueError("must contain the segment {customer} exactly once")
+        for segment in segments:
+            if "{" in segment and not _PLACEHOLDER.match(segment):
+                raise ValueError(f"placeholder {segment!r} must fill a whole segment")
+        return "/" + "/".join(segments).lower()
+
+
+def _rule(name: str, method: str, path: str, kind: str, when: str = "always") -> dict[str, str]:
+    return {"name": name, "method": method, "path": path, "transaction": kind, "when": when}
+
+
+_C = "/v1/customers/{customer}"
+DEFAULT_RULES: tuple[dict[str, str], ...] = (
+    _rule("create-order", "POST", f"{_C}/orders", "new_purchase"),
+    _rule("add-order-line-items", "PATCH", f"{_C}/orders/{{order}}", "new_purchase",
+          "adds_line_items"),
+    _rule("cart-checkout", "POST", f"{_C}/carts/{{cart}}/checkout", "new_purchase"),
+    _rule("subscription-upgrade", "POST", f"{_C}/subscriptions/{{subscription}}/upgrades",
+          "new_purchase"),
+    _rule("subscription-transition", "POST",
+          f"{_C}/subscriptions/{{subscription}}/transitions", "new_purchase"),
+    _rule("trial-conversion", "POST", f"{_C}/subscriptions/{{subscription}}/conversions",
+          "new_purchase"),
+    _rule("migrate-new-commerce", "POST", f"{_C}/migrations/newcommerce", "new_purchase"),
+    _rule("subscription-edit", "PATCH", f"{_C}/subscriptions/{{subscription}}", "seat_change",
+          "changes_quantity"),
+    _rule("confirm-acceptance", "POST", f"{_C}/agreements", "confirmation"),
+)  # fmt: skip
+
+
+class Settings(BaseSettings):
+    """The whole config; ``load()`` builds it from a file and the environment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="GATE_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    server: ServerSettings = ServerSettings()
+    admin: AdminSettings = AdminSettings()
+    upstream: UpstreamSettings = UpstreamSettings()
+    policy: PolicySettings = PolicySettings()
+    acceptance: AcceptanceSettings = AcceptanceSettings()
+    identity: IdentitySettings = IdentitySettings()
+    authz: AuthzSettings = AuthzSettings()
+    log: LogSettings = LogSettings()
+    rules: tuple[Rule, ...] = tuple(Rule.model_validate(rule) for rule in DEFAULT_RULES)
+
+    @model_validator(mode="after")
+    def _distinct_rules(self) -> Settings:
+        seen: dict[tuple[str, str], str] = {}
+        for rule in self.rules:
+            key = (rule.method, re.sub(r"\{[^}]*\}", "{}", rule.path))
+            if key in seen:
+                raise ValueError(f"rules {seen[key]!r} and {rule.name!r} match the same calls")
+            seen[key] = rule.name
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """The environment overrides the file; nothing else is read."""
+        return env_settings, init_settings
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "(file)"
+
+
+def load(path: Path | str | None = None) -> Settings:
+    """Read a TOML file (or only defaults and env) into validated settings."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from exc
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError([f"{path}: not valid TOML: {exc}"]) from exc
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        problems = [f"{_location(err['loc'])}: {err['msg']}" for err in exc.errors()]
+        raise ConfigError(problems) from exc

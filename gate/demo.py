@@ -1,0 +1,161 @@
+"""``gate demo``: the sandbox upstream and the gate on loopback, block -> confirm -> allow.
+
+Offline and self-checking: every step states what it expects, and the demo
+exits non-zero if the gate did anything else.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any, TextIO
+
+import aiohttp
+from aiohttp import web
+
+from gate import sandbox
+from gate.app import create_app
+from gate.config import Settings
+from gate.confirmation import MCA_TEMPLATE_ID
+from gate.keys import STATE
+
+__all__ = ["run_demo"]
+
+PARTNER_A = "11111111-aaaa-4aaa-8aaa-111111111111"
+PARTNER_B = "22222222-bbbb-4bbb-8bbb-222222222222"
+CUSTOMER = "c0ffee00-1234-4321-abcd-0123456789ab"
+_ORDER = {"lineItems": [{"lineItemNumber": 0, "offerId": "CFQ7TTC0LH18:0001", "quantity": 5}]}
+_CONFIRMATION = {
+    "dateAgreed": "2026-11-30T09:00:00Z",
+    "primaryContact": {"firstName": "Ada", "lastName": "Lovelace", "email": "ada@contoso.example"},
+    "templateId": MCA_TEMPLATE_ID,
+    "type": "MicrosoftCloudAgreement",
+}
+
+
+async def _start(app: web.Application) -> tuple[web.AppRunner, str]:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, f"http://127.0.0.1:{site.port}"
+
+
+class _Walkthrough:
+    def __init__(self, out: TextIO, client: aiohttp.ClientSession, gate: str, logs: io.StringIO):
+        self.out, self.client, self.gate, self.logs = out, client, gate, logs
+        self.failures = 0
+        self.step = 0
+
+    async def call(
+        self, title: str, method: str, path: str, partner: str, doc: Any, expect: int
+    ) -> None:
+        self.step += 1
+        seen = self.logs.tell()
+        headers = {"Authorization": f"Bearer {sandbox.make_token(partner)}"}
+        async with self.client.request(method, self.gate + path, json=doc, headers=headers) as r:
+            answer = await r.json(content_type=None)
+            decision = r.headers.get("X-Gate-Decision", "(none: not a gated call)")
+        ok = r.status == expect
+        self.failures += not ok
+        print(f"\n{self.step}. {title}", file=self.out)
+        print(f"   {method} {path}", file=self.out)
+        mark = "ok" if ok else f"UNEXPECTED, wanted {expect}"
+        print(f"   -> {r.status} ({mark})   X-Gate-Decision: {decision}", file=self.out)
+        if isinstance(answer, dict) and "errorName" in answer:
+            print(f"   errorName: {answer['errorName']}", file=self.out)
+            print(f"   {answer['description']}", file=self.out)
+            for item in answer.get("data", [])[:4]:
+                print(f"     - {json.dumps(item)}", file=self.out)
+        self.logs.seek(seen)
+        for line in self.logs.read().splitlines():
+            entry = json.loads(line)
+            if entry.get("event") == "decision":
+                keys = ("transaction", "decision", "reason", "cache", "latency_ms")
+                print("   log: " + " ".join(f"{k}={entry.get(k)}" for k in keys), file=self.out)
+
+
+async def run_demo(out: TextIO) -> int:
+    upstream_runner, upstream = await _start(sandbox.create_app())
+    logs = io.StringIO()
+    settings = Settings(upstream={"url": upstream}, acceptance={"negative_ttl_s": 0})
+    gate_app = create_app(settings, log_stream=logs)
+    gate_runner, gate = await _start(gate_app)
+    gate_app[STATE].listening = True
+    print(f"sandbox Partner Center: {upstream}\ngate (enforce mode):    {gate}", file=out)
+    orders = f"/v1/customers/{CUSTOMER}/orders"
+    agreements = f"/v1/customers/{CUSTOMER}/agreements"
+    seats = f"/v1/customers/{CUSTOMER}/subscriptions/sub-1"
+    try:
+        async with aiohttp.ClientSession() as client:
+            walk = _Walkthrough(out, client, gate, logs)
+            await walk.call(
+                "Partner A orders for a customer with no confirmed acceptance",
+                "POST",
+                orders,
+                PARTNER_A,
+                _ORDER,
+                403,
+            )
+            await walk.call(
+                "A confirmation missing the email is refused, never forwarded",
+                "POST",
+                agreements,
+                PARTNER_A,
+                {**_CONFIRMATION, "primaryContact": {"firstName": "Ada"}},
+                400,
+            )
+            await walk.call(
+                "Partner A confirms the customer's acceptance of the MCA",
+                "POST",
+                agreements,
+                PARTNER_A,
+                _CONFIRMATION,
+                201,
+            )
+            await walk.call(
+                "Partner A orders again: allowed and forwarded",
+                "POST",
+                orders,
+                PARTNER_A,
+                _ORDER,
+                201,
+            )
+            await walk.call(
+                "Partner B, same customer: each partner must confirm",
+                "POST",
+                orders,
+                PARTNER_B,
+                _ORDER,
+                403,
+            )
+            await walk.call(
+                "Partner B renames the subscription (same quantity): not gated",
+                "PATCH",
+                seats,
+                PARTNER_B,
+                {"quantity": 10, "nickname": "HQ"},
+                200,
+            )
+            await walk.call(
+                "Partner B raises the seat count: a seat change, blocked",
+                "PATCH",
+                seats,
+                PARTNER_B,
+                {"quantity": 25},
+                403,
+            )
+            await walk.call(
+                "Reads pass untouched, with no acceptance lookup",
+                "GET",
+                f"/v1/customers/{CUSTOMER}",
+                PARTNER_B,
+                None,
+                200,
+            )
+    finally:
+        await gate_runner.cleanup()
+        await upstream_runner.cleanup()
+    verdict = "all steps behaved as expected" if not walk.failures else f"{walk.failures} failed"
+    print(f"\ndemo finished: {verdict}", file=out)
+    return 0 if not walk.failures else 1

@@ -1,0 +1,31 @@
+"""Every AppKey the gate stores on its aiohttp applications."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import web
+from structlog.typing import FilteringBoundLogger
+
+from gate.acceptance import AcceptanceStore
+from gate.metrics import Metrics
+from gate.runtime import RuntimeHolder
+
+__all__ = ["LOGGER", "METRICS", "RUNTIME", "STATE", "STORE", "UPSTREAM", "Lifecycle"]
+
+
+@dataclass(slots=True)
+class Lifecycle:
+    """What /readyz reports: listening and not draining."""
+
+    listening: bool = False
+    draining: bool = False
+
+
+RUNTIME = web.AppKey("runtime", RuntimeHolder)
+UPSTREAM = web.AppKey("upstream", aiohttp.ClientSession)
+STORE = web.AppKey("store", AcceptanceStore)
+METRICS = web.AppKey("metrics", Metrics)
+LOGGER = web.AppKey("logger", FilteringBoundLogger)
+STATE = web.AppKey("state", Lifecycle)

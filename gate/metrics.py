@@ -1,0 +1,93 @@
+"""Metrics of DESIGN §5 on a registry of the app's own, so each app (and test) is isolated.
+
+Label values come from closed enums and the children for every known
+combination are resolved once here, so the hot path never calls
+``.labels()``.
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from gate.policy import Verdict
+
+__all__ = ["TRANSACTIONS", "UPSTREAM_ERROR_REASONS", "Metrics"]
+
+TRANSACTIONS = ("new_purchase", "seat_change", "confirmation")
+LOOKUP_RESULTS = ("hit", "miss", "error")
+UPSTREAM_ERROR_REASONS = ("unavailable", "timeout", "aborted")
+_FAST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_UPSTREAM_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0)
+
+
+class Metrics:
+    """Every metric the gate exports, bound to one registry."""
+
+    def __init__(self, version: str) -> None:
+        self.registry = registry = CollectorRegistry()
+        decisions = Counter(
+            "gate_decisions_total",
+            "Gated calls by transaction kind and X-Gate-Decision verdict.",
+            ["transaction", "decision"],
+            registry=registry,
+        )
+        self.decisions = {
+            (kind, verdict.value): decisions.labels(kind, verdict.value)
+            for kind in TRANSACTIONS
+            for verdict in Verdict
+        }
+        lookups = Counter(
+            "gate_acceptance_lookups_total",
+            "Acceptance checks by how they were answered: cache hit, upstream miss, error.",
+            ["result"],
+            registry=registry,
+        )
+        self.lookups = {result: lookups.labels(result) for result in LOOKUP_RESULTS}
+        self.lookup_duration = Histogram(
+            "gate_acceptance_lookup_duration_seconds",
+            "Time of one acceptance lookup against the upstream.",
+            buckets=_FAST_BUCKETS,
+            registry=registry,
+        )
+        self.upstream_duration = Histogram(
+            "gate_upstream_request_duration_seconds",
+            "Time from sending a forwarded call until the upstream's response headers.",
+            buckets=_UPSTREAM_BUCKETS,
+            registry=registry,
+        )
+        errors = Counter(
+            "gate_upstream_errors_total",
+            "Forwarded calls the upstream failed: unreachable, timed out, or aborted mid-body.",
+            ["reason"],
+            registry=registry,
+        )
+        self.upstream_errors = {reason: errors.labels(reason) for reason in UPSTREAM_ERROR_REASONS}
+        self.cache_entries = Gauge(
+            "gate_acceptance_cache_entries",
+            "Entries in the acceptance cache.",
+            registry=registry,
+        )
+        self.in_flight = Gauge(
+            "gate_requests_in_flight", "Proxy requests being handled.", registry=registry
+        )
+        reloads = Counter(
+            "gate_config_reloads_total",
+            "Config reloads by result.",
+            ["result"],
+            registry=registry,
+        )
+        self.reloads = {result: reloads.labels(result) for result in ("ok", "error")}
+        build = Gauge(
+            "gate_build_info",
+            "Always 1; labels carry the gate and Python versions.",
+            ["version", "python"],
+            registry=registry,
+        )
+        build.labels(version, platform.python_version()).set(1)
+
+    def watch_cache(self, size: Callable[[], int]) -> None:
+        """Read the cache size at scrape time instead of on every change."""
+        self.cache_entries.set_function(lambda: float(size()))
