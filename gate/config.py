@@ -21,7 +21,6 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
-    model_validator,
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -250,15 +249,16 @@ class Settings(BaseSettings):
     log: LogSettings = LogSettings()
     rules: tuple[Rule, ...] = tuple(Rule.model_validate(rule) for rule in DEFAULT_RULES)
 
-    @model_validator(mode="after")
-    def _distinct_rules(self) -> Settings:
+    @field_validator("rules")
+    @classmethod
+    def _distinct_rules(cls, rules: tuple[Rule, ...]) -> tuple[Rule, ...]:
         seen: dict[tuple[str, str], str] = {}
-        for rule in self.rules:
+        for rule in rules:
             key = (rule.method, re.sub(r"\{[^}]*\}", "{}", rule.path))
             if key in seen:
                 raise ValueError(f"rules {seen[key]!r} and {rule.name!r} match the same calls")
             seen[key] = rule.name
-        return self
+        return rules
 
     @classmethod
     def settings_customise_sources(
@@ -290,5 +290,8 @@ def load(path: Path | str | None = None) -> Settings:
     try:
         return Settings(**data)
     except ValidationError as exc:
-        problems = [f"{_location(err['loc'])}: {err['msg']}" for err in exc.errors()]
+        problems = [
+            f"{_location(err['loc'])}: {err['msg'].removeprefix('Value error, ')}"
+            for err in exc.errors()
+        ]
         raise ConfigError(problems) from exc

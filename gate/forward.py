@@ -80,22 +80,23 @@ def _upstream_errors(metrics: Metrics | None) -> Iterator[None]:
         raise UpstreamUnavailable("The upstream cannot be reached.") from exc
 
 
-def _connection_tokens(headers: Mapping[str, str]) -> frozenset[str]:
-    value = headers.get("Connection")
-    if not value:
-        return frozenset()
-    return frozenset(token.strip().lower() for token in value.split(","))
+def _without(headers: CIMultiDict[str], names: frozenset[str]) -> CIMultiDict[str]:
+    """Drop ``names`` and whatever ``Connection`` lists: one C-level copy, then pops."""
+    connection = headers.getall("Connection", ())
+    for token in ",".join(connection).split(",") if connection else ():
+        headers.popall(token.strip(), None)
+    for name in names:
+        if name in headers:
+            del headers[name]
+    return headers
 
 
 def upstream_headers(request: web.Request, *, drop_length: bool) -> CIMultiDict[str]:
     """The client's headers minus hop-by-hop ones, plus X-Forwarded-*."""
     incoming = request.headers
-    drop = _REQUEST_DROP | _connection_tokens(incoming)
+    headers = _without(CIMultiDict(incoming), _REQUEST_DROP)
     if drop_length:
-        drop = drop | {"content-length"}
-    headers: CIMultiDict[str] = CIMultiDict(
-        (name, value) for name, value in incoming.items() if name.lower() not in drop
-    )
+        headers.popall("Content-Length", None)
     forwarded_for = ", ".join(incoming.getall("X-Forwarded-For", ()))
     peer = request.remote or "unknown"
     headers["X-Forwarded-For"] = f"{forwarded_for}, {peer}" if forwarded_for else peer
@@ -106,10 +107,7 @@ def upstream_headers(request: web.Request, *, drop_length: bool) -> CIMultiDict[
 
 
 def _response_headers(upstream: aiohttp.ClientResponse) -> CIMultiDict[str]:
-    drop = _HOP_BY_HOP | _connection_tokens(upstream.headers)
-    return CIMultiDict(
-        (name, value) for name, value in upstream.headers.items() if name.lower() not in drop
-    )
+    return _without(CIMultiDict(upstream.headers), _HOP_BY_HOP)
 
 
 async def forward(
