@@ -1,4 +1,4 @@
-"""The admin listener: /metrics, /healthz, /readyz and /admin/acceptance/{partner}/{customer}.
+"""The admin listener: /metrics, /healthz, /readyz, /admin/acceptance/..., /admin/reload.
 
 It runs on its own listener (loopback by default), so the proxy app keeps
 zero middlewares; here a token middleware guards ``/admin/*`` when a token
@@ -10,14 +10,17 @@ from __future__ import annotations
 import hmac
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from gate.keys import METRICS, STATE, STORE
+from gate.config import ConfigError, load
+from gate.keys import CONFIG_PATH, LOGGER, METRICS, RUNTIME, STATE, STORE
+from gate.runtime import compile_settings
 
-__all__ = ["PROXY", "add_routes", "token_guard"]
+__all__ = ["PROXY", "add_routes", "reload", "token_guard"]
 
 PROXY = web.AppKey("proxy", web.Application)
 
@@ -90,6 +93,31 @@ async def drop_acceptance(request: web.Request) -> web.Response:
     return _json({"partner": partner, "customer": customer, "error": "not cached"}, 404)
 
 
+def reload(app: web.Application) -> list[str]:
+    """Re-read the config and swap it in at once; a bad file changes nothing.
+
+    Returns the problems that refused the new config (empty on success).
+    """
+    path = app[CONFIG_PATH]
+    try:
+        runtime = compile_settings(load(Path(path) if path else None))
+    except ConfigError as error:
+        app[METRICS].reloads["error"].inc()
+        app[LOGGER].error("reload_refused", path=path, problems=error.problems)
+        return error.problems
+    app[RUNTIME].current = runtime
+    app[METRICS].reloads["ok"].inc()
+    app[LOGGER].info("reloaded", path=path, mode=runtime.settings.policy.mode)
+    return []
+
+
+async def reload_config(request: web.Request) -> web.Response:
+    problems = reload(request.app[PROXY])
+    if problems:
+        return _json({"status": "refused", "problems": problems}, status=400)
+    return _json({"status": "reloaded"})
+
+
 def add_routes(app: web.Application, proxy: web.Application) -> None:
     app[PROXY] = proxy
     app.router.add_get("/metrics", metrics)
@@ -97,3 +125,4 @@ def add_routes(app: web.Application, proxy: web.Application) -> None:
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/admin/acceptance/{partner}/{customer}", inspect_acceptance)
     app.router.add_delete("/admin/acceptance/{partner}/{customer}", drop_acceptance)
+    app.router.add_post("/admin/reload", reload_config)

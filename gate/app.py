@@ -17,7 +17,7 @@ from aiohttp import web
 from gate import __version__, admin, pipeline
 from gate.acceptance import AcceptanceStore
 from gate.config import Settings
-from gate.keys import LOGGER, METRICS, RUNTIME, STATE, STORE, UPSTREAM, Lifecycle
+from gate.keys import CONFIG_PATH, LOGGER, METRICS, RUNTIME, STATE, STORE, UPSTREAM, Lifecycle
 from gate.logs import make_logger
 from gate.metrics import Metrics
 from gate.runtime import RuntimeHolder, compile_settings
@@ -30,6 +30,7 @@ def create_app(
     *,
     log_stream: TextIO | None = None,
     clock: Callable[[], float] | None = None,
+    config_path: str | None = None,
 ) -> web.Application:
     """The proxy: one catch-all route and no middlewares, so aiohttp adds no layers."""
     app = web.Application(client_max_size=settings.server.max_gated_body_bytes)
@@ -37,6 +38,7 @@ def create_app(
     app[METRICS] = Metrics(__version__)
     app[LOGGER] = make_logger(settings.log.level, settings.log.format, log_stream or sys.stdout)
     app[STATE] = Lifecycle()
+    app[CONFIG_PATH] = config_path or ""
     app.cleanup_ctx.append(upstream_session)
     app.cleanup_ctx.append(_acceptance_store(clock))
     app.router.add_route("*", "/{tail:.*}", pipeline.handle)

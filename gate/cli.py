@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -18,11 +19,12 @@ from typing import Any
 from aiohttp import web
 
 from gate import __version__
+from gate.admin import reload
 from gate.app import create_admin_app, create_app
 from gate.classify import classify, normalize
 from gate.config import ConfigError, Settings, load, parse_listen
 from gate.errors import GateError
-from gate.keys import LOGGER, METRICS, RUNTIME, STATE
+from gate.keys import LOGGER, STATE
 from gate.runtime import compile_settings
 
 __all__ = ["main"]
@@ -50,8 +52,37 @@ def _load(path: str | None) -> Settings | None:
         return None
 
 
-async def _serve(settings: Settings, config_path: str | None) -> int:
-    app = create_app(settings)
+def _serve_workers(settings: Settings, config_path: str | None) -> int:
+    """One process per worker on one SO_REUSEPORT port; the first also runs the admin listener.
+
+    The parent only relays SIGTERM/SIGINT/SIGHUP to the workers and waits for them.
+    """
+    workers = settings.server.workers
+    if workers == 1:
+        return _run(_serve(settings, config_path))
+    children: list[int] = []
+    for index in range(workers):
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child, reported through its exit code
+            os._exit(_run(_serve(settings, config_path, with_admin=index == 0)))
+        children.append(pid)
+
+    def relay(signum: int, _frame: object) -> None:
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, relay)
+    worst = 0
+    for child in children:
+        _, status = os.waitpid(child, 0)
+        worst = max(worst, os.waitstatus_to_exitcode(status))
+    return worst
+
+
+async def _serve(settings: Settings, config_path: str | None, *, with_admin: bool = True) -> int:
+    app = create_app(settings, config_path=config_path)
     admin = create_admin_app(settings, app)
     grace = settings.server.shutdown_grace_s
     proxy_runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=grace)
@@ -66,7 +97,8 @@ async def _serve(settings: Settings, config_path: str | None) -> int:
     admin_site = web.TCPSite(admin_runner, admin_host, admin_port)
     try:
         await proxy_site.start()
-        await admin_site.start()
+        if with_admin:
+            await admin_site.start()
     except OSError as error:
         print(f"gate: cannot listen: {error}", file=sys.stderr)
         await admin_runner.cleanup()
@@ -80,7 +112,7 @@ async def _serve(settings: Settings, config_path: str | None) -> int:
         "listening",
         version=__version__,
         proxy=f"{host}:{proxy_site.port}",
-        admin=f"{admin_host}:{admin_site.port}",
+        admin=f"{admin_host}:{admin_site.port}" if with_admin else None,
         upstream=settings.upstream.url,
         cloud=settings.upstream.cloud,
         mode=settings.policy.mode,
@@ -90,7 +122,7 @@ async def _serve(settings: Settings, config_path: str | None) -> int:
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, lambda: _reload(app, config_path))
+    loop.add_signal_handler(signal.SIGHUP, lambda: reload(app) and None)
     await stop.wait()
     app[STATE].draining = True
     logger.info("draining", grace_s=grace)
@@ -98,20 +130,6 @@ async def _serve(settings: Settings, config_path: str | None) -> int:
     await admin_runner.cleanup()
     logger.info("stopped")
     return 0
-
-
-def _reload(app: web.Application, config_path: str | None) -> None:
-    """Swap in a new config atomically; a bad file changes nothing."""
-    logger = app[LOGGER]
-    try:
-        runtime = compile_settings(load(Path(config_path) if config_path else None))
-    except ConfigError as error:
-        app[METRICS].reloads["error"].inc()
-        logger.error("reload_refused", problems=error.problems)
-        return
-    app[RUNTIME].current = runtime
-    app[METRICS].reloads["ok"].inc()
-    logger.info("reloaded", mode=runtime.settings.policy.mode)
 
 
 def _check_config(path: str) -> int:
@@ -192,7 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "serve":
         settings = _load(args.config)
-        return 2 if settings is None else _run(_serve(settings, args.config))
+        return 2 if settings is None else _serve_workers(settings, args.config)
     if args.command == "check-config":
         return _check_config(args.file)
     if args.command == "explain":

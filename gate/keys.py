@@ -12,7 +12,16 @@ from gate.acceptance import AcceptanceStore
 from gate.metrics import Metrics
 from gate.runtime import RuntimeHolder
 
-__all__ = ["LOGGER", "METRICS", "RUNTIME", "STATE", "STORE", "UPSTREAM", "Lifecycle"]
+__all__ = [
+    "CONFIG_PATH",
+    "LOGGER",
+    "METRICS",
+    "RUNTIME",
+    "STATE",
+    "STORE",
+    "UPSTREAM",
+    "Lifecycle",
+]
 
 
 @dataclass(slots=True)
@@ -29,3 +38,4 @@ STORE = web.AppKey("store", AcceptanceStore)
 METRICS = web.AppKey("metrics", Metrics)
 LOGGER = web.AppKey("logger", FilteringBoundLogger)
 STATE = web.AppKey("state", Lifecycle)
+CONFIG_PATH = web.AppKey("config_path", str)  # empty: built-in defaults and the environment
