@@ -9,6 +9,7 @@ upstream could each pick a different copy, so it is refused, never guessed.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Final
 
 from gate.errors import AmbiguousBody
@@ -35,6 +36,7 @@ class _Marker:
 
 NOT_JSON: Final = _Marker("NOT_JSON")
 UNKNOWN_QUANTITY: Final = _Marker("UNKNOWN_QUANTITY")
+_INTEGER = re.compile(r"[+-]?[0-9]{1,18}")  # ASCII digits only: int() of "²" or "+-1" raises
 
 
 class _Duplicate(Exception):
@@ -92,7 +94,7 @@ def requested_quantity(doc: Any) -> int | _Marker | None:
         return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
-    if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+    if isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
         return int(value)
     return UNKNOWN_QUANTITY
 

@@ -119,15 +119,15 @@ async def _decide_and_forward(
     request: web.Request, runtime: Runtime, transaction: Transaction, url: URL, trace: _Trace
 ) -> web.StreamResponse:
     app = request.app
-    trace.partner = partner = _partner(runtime, request.headers)
     raw = await _read_body(request, runtime.max_gated_body)
     doc = body.parse(raw)
+    if not _gated_by_body(runtime, transaction, doc):  # not gated: no identity needed (R2)
+        return await forward(request, app[UPSTREAM], url, app[METRICS], body=raw)
+    trace.partner = partner = _partner(runtime, request.headers)
     if transaction.kind == "confirmation":
         _check_confirmation(doc)
         trace.verdict, trace.reason = Verdict.ALLOWED.value, Reason.CONFIRMATION.value
         return await _confirm(request, transaction, partner, raw, url)
-    if not _gated_by_body(runtime, transaction, doc):
-        return await forward(request, app[UPSTREAM], url, app[METRICS], body=raw)
     caller = Caller(partner, transaction.customer, body.resellers(doc))
     trace.resellers = caller.resellers
     decision = await _decide(request, runtime, transaction, caller, doc, url, trace)

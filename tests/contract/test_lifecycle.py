@@ -1,0 +1,107 @@
+"""DESIGN §3 snapshot_path and §5 reload: what survives a restart and what a reload changes."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from pytest_aiohttp import AiohttpClient
+
+from gate.admin import reload
+from gate.app import create_admin_app, create_app
+from gate.config import load
+from gate.keys import STATE
+from tests.conftest import MakeSettings, StartGate, Upstream
+from tests.support import (
+    CUSTOMER,
+    PARTNER_A,
+    agreements_path,
+    auth,
+    confirmation,
+    metric,
+    order,
+    orders_path,
+)
+
+
+async def test_snapshot_keeps_confirmed_pairs_across_a_restart(
+    aiohttp_client: AiohttpClient, make_settings: MakeSettings, upstream: Upstream, tmp_path: Path
+) -> None:
+    """§3 snapshot_path: pairs confirmed before shutdown are trusted after start, with no lookup."""
+    snapshot = tmp_path / "acceptance.jsonl"
+    settings = make_settings(acceptance={"snapshot_path": str(snapshot)})
+    first = create_app(settings, log_stream=io.StringIO())
+    client = await aiohttp_client(first, server_kwargs={"host": "127.0.0.1"})
+    confirmed = await client.post(agreements_path(), json=confirmation(), headers=auth())
+    assert confirmed.status == 201
+    await client.close()  # runs the cleanup contexts: the snapshot is written
+    assert PARTNER_A in snapshot.read_text()
+
+    upstream.sandbox.agreements.clear()  # only the snapshot can say 'accepted' now
+    second = create_app(settings, log_stream=io.StringIO())
+    client = await aiohttp_client(second, server_kwargs={"host": "127.0.0.1"})
+    response = await client.post(orders_path(), json=order(), headers=auth())
+    assert response.status == 201
+    assert response.headers["X-Gate-Decision"] == "allowed"
+    assert upstream.sandbox.calls("GET", "/agreements") == []
+
+
+async def test_unreadable_snapshot_rows_are_skipped(
+    aiohttp_client: AiohttpClient, make_settings: MakeSettings, tmp_path: Path
+) -> None:
+    """§3 snapshot_path: a damaged snapshot never stops the gate; good rows still load."""
+    snapshot = tmp_path / "acceptance.jsonl"
+    good = f'{{"partner": "{PARTNER_A}", "customer": "{CUSTOMER}", "cached_at": 9e12}}\n'
+    snapshot.write_text("not json\n{}\n" + good)
+    settings = make_settings(acceptance={"snapshot_path": str(snapshot)})
+    app = create_app(settings, log_stream=io.StringIO())
+    client = await aiohttp_client(app, server_kwargs={"host": "127.0.0.1"})
+    response = await client.post(orders_path(), json=order(), headers=auth())
+    assert response.status == 201
+
+
+async def test_admin_reload_swaps_policy_and_refuses_a_bad_file(
+    aiohttp_client: AiohttpClient, upstream: Upstream, tmp_path: Path
+) -> None:
+    """§5: POST /admin/reload applies a changed file at once and keeps the old config on error."""
+    config = tmp_path / "gate.toml"
+    config.write_text(f'[upstream]\nurl = "{upstream.url}"\n')
+    logs = io.StringIO()
+    app = create_app(load(config), log_stream=logs, config_path=str(config))
+    client = await aiohttp_client(app, server_kwargs={"host": "127.0.0.1"})
+    app[STATE].listening = True
+    admin = await aiohttp_client(
+        create_admin_app(load(config), app), server_kwargs={"host": "127.0.0.1"}
+    )
+    assert (await client.post(orders_path(), json=order(), headers=auth())).status == 403
+
+    config.write_text(f'[upstream]\nurl = "{upstream.url}"\n[policy]\nmode = "observe"\n')
+    reloaded = await admin.post("/admin/reload")
+    assert reloaded.status == 200
+    observed = await client.post(orders_path(), json=order(), headers=auth())
+    assert observed.status == 201
+    assert observed.headers["X-Gate-Decision"] == "would-block"
+
+    config.write_text("[policy]\nmode = 'sometimes'\n")
+    refused = await admin.post("/admin/reload")
+    assert refused.status == 400
+    assert any("policy.mode" in p for p in (await refused.json())["problems"])
+    still = await client.post(orders_path(), json=order(), headers=auth())
+    assert still.headers["X-Gate-Decision"] == "would-block"
+    text = await (await admin.get("/metrics")).text()
+    assert metric(text, "gate_config_reloads_total", result="ok") == 1
+    assert metric(text, "gate_config_reloads_total", result="error") == 1
+    assert "reload_refused" in logs.getvalue()
+    assert reload(app) == ["policy.mode: Input should be 'enforce', 'observe' or 'off'"]
+
+
+async def test_readyz_reports_starting_and_draining(start_gate: StartGate) -> None:
+    """§5: /readyz is 503 until listening and again while draining, 200 in between."""
+    gate = await start_gate()
+    assert (await gate.admin.get("/readyz")).status == 200
+    gate.app[STATE].draining = True
+    draining = await gate.admin.get("/readyz")
+    assert draining.status == 503
+    assert (await draining.json())["status"] == "draining"
+    gate.app[STATE].listening = gate.app[STATE].draining = False
+    assert (await gate.admin.get("/readyz")).status == 503

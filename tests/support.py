@@ -1,0 +1,75 @@
+"""Values and small helpers shared by the tests: tokens, payloads, metric and log readers."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from gate.confirmation import MCA_TEMPLATE_ID
+from gate.sandbox import make_token
+
+PARTNER_A = "11111111-aaaa-4aaa-8aaa-111111111111"
+PARTNER_B = "22222222-bbbb-4bbb-8bbb-222222222222"
+CUSTOMER = "c0ffee00-1234-4321-abcd-0123456789ab"
+RESELLER = "33333333-cccc-4ccc-8ccc-333333333333"
+CONTACT_FIRST, CONTACT_LAST = "Ada", "Lovelace"
+CONTACT_EMAIL, CONTACT_PHONE = "ada.lovelace@contoso.example", "+1 425 555 0100"
+
+
+def auth(partner: str = PARTNER_A, **claims: Any) -> dict[str, str]:
+    return {"Authorization": f"Bearer {make_token(partner, **claims)}"}
+
+
+def orders_path(customer: str = CUSTOMER) -> str:
+    return f"/v1/customers/{customer}/orders"
+
+
+def agreements_path(customer: str = CUSTOMER) -> str:
+    return f"/v1/customers/{customer}/agreements"
+
+
+def subscription_path(customer: str = CUSTOMER, subscription: str = "sub-1") -> str:
+    return f"/v1/customers/{customer}/subscriptions/{subscription}"
+
+
+def order(reseller: str | None = None) -> dict[str, Any]:
+    item: dict[str, Any] = {"lineItemNumber": 0, "offerId": "CFQ7TTC0LH18:0001", "quantity": 5}
+    if reseller:
+        item["partnerIdOnRecord"] = reseller
+    return {"lineItems": [item]}
+
+
+def confirmation(**changes: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "dateAgreed": "2024-05-01T00:00:00Z",
+        "primaryContact": {
+            "firstName": CONTACT_FIRST,
+            "lastName": CONTACT_LAST,
+            "email": CONTACT_EMAIL,
+            "phoneNumber": CONTACT_PHONE,
+        },
+        "templateId": MCA_TEMPLATE_ID,
+        "type": "MicrosoftCloudAgreement",
+    }
+    doc.update(changes)
+    return doc
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """The value of one sample in Prometheus text, or 0.0 when it is absent."""
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return 0.0
+
+
+def log_lines(stream: io.StringIO) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stream.getvalue().splitlines() if line.strip()]
+
+
+def decisions(stream: io.StringIO) -> list[dict[str, Any]]:
+    return [line for line in log_lines(stream) if line.get("event") == "decision"]
