@@ -33,7 +33,12 @@ def create_app(
     config_path: str | None = None,
 ) -> web.Application:
     """The proxy: one catch-all route and no middlewares, so aiohttp adds no layers."""
-    app = web.Application(client_max_size=settings.server.max_gated_body_bytes)
+    app = web.Application(
+        client_max_size=settings.server.max_gated_body_bytes,
+        # Bodies pass as sent: aiohttp would inflate a gzip request body and the
+        # gate would forward the inflated bytes under the original headers.
+        handler_args={"auto_decompress": False},
+    )
     app[RUNTIME] = RuntimeHolder(compile_settings(settings))
     app[METRICS] = Metrics(__version__)
     app[LOGGER] = make_logger(settings.log.level, settings.log.format, log_stream or sys.stdout)

@@ -25,7 +25,7 @@ _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 _PERCENT = re.compile(r"%(..)?", re.DOTALL)
 _HEX = frozenset("0123456789abcdefABCDEF")
 _REFUSED_ESCAPES = frozenset({"2F", "5C", "25", "00"})
-_UNSAFE = re.compile(r"[\\\x00-\x20\x7f]")
+_UNSAFE = re.compile(r"[\\#\x00-\x20\x7f]")  # "#": upstreams cut the path there
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +95,7 @@ def normalize(path: str) -> str:
     if not path.startswith("/"):
         raise AmbiguousPath("The request target must be an absolute path.", [])
     if _UNSAFE.search(path):
-        raise AmbiguousPath("The path holds a backslash, space or control character.", [])
+        raise AmbiguousPath("The path holds a backslash, #, space or control character.", [])
     if "%" in path:
         path = _decode_unreserved(path)
     if "//" not in path and "/." not in path and (path == "/" or path[-1] != "/"):
@@ -134,7 +134,14 @@ def classify(
         return _classify_matrix(table, method, lowered, overrides)
     template, customer = found
     if overrides:
+        own = template.by_method.get(method)
         method = _override(overrides)
+        if own is not None and own.method != method:
+            raise AmbiguousMethod(  # an upstream that ignores the override would run `own`
+                "A method-override header on a gated call names another method; "
+                "the gate cannot know which one the upstream obeys.",
+                [{"headers": list(METHOD_OVERRIDE_HEADERS)}],
+            )
     rule = template.by_method.get(method)
     if rule is None:
         return None

@@ -169,10 +169,12 @@ async def _relay(
     except (aiohttp.ClientError, TimeoutError):
         # The status line is gone already: cut the connection so the client
         # sees a truncated response, never a short body that looks complete.
+        # Return (not raise) the started response: a 502 could no longer be
+        # sent, and it would count the one failure a second time.
         metrics.upstream_errors["aborted"].inc()
         if request.transport is not None:
             request.transport.abort()
-        raise
+        return response
     await response.write_eof()
     return response
 

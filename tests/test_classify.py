@@ -1,0 +1,445 @@
+"""gate.classify: path normalisation, the default rules of R1/R2 and method overrides (§2)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gate.classify import RuleTable, Transaction, classify, normalize
+from gate.config import Settings
+from gate.errors import AmbiguousMethod, AmbiguousPath
+from tests.support import CUSTOMER
+
+RULES = RuleTable(Settings().rules)
+C = f"/v1/customers/{CUSTOMER}"
+UNRESERVED = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
+
+
+def kind_of(method: str, path: str, overrides: tuple[str, ...] = ()) -> tuple[str, str] | None:
+    """(rule, transaction kind) for a raw path, as the pipeline classifies it."""
+    found = classify(RULES, method, normalize(path), overrides)
+    return None if found is None else (found.rule, found.kind)
+
+
+# -- normalisation -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        pytest.param("/", "/", id="root"),
+        pytest.param("/v1/customers", "/v1/customers", id="already-canonical"),
+        pytest.param("/V1/Customers/ABC", "/V1/Customers/ABC", id="case-kept"),
+        pytest.param("/v1/./customers", "/v1/customers", id="dot-segment"),
+        pytest.param("/v1/customers/.", "/v1/customers", id="trailing-dot"),
+        pytest.param("/v1/x/../customers", "/v1/customers", id="dot-dot"),
+        pytest.param("/v1/customers/..", "/v1", id="trailing-dot-dot"),
+        pytest.param("/../../v1/customers", "/v1/customers", id="dot-dot-above-root"),
+        pytest.param("/v1/../../..", "/", id="only-dot-dots"),
+        pytest.param("//v1///customers", "/v1/customers", id="repeated-slashes"),
+        pytest.param("//", "/", id="double-slash-root"),
+        pytest.param("/v1/customers/", "/v1/customers", id="trailing-slash"),
+        pytest.param("/v1/customers//", "/v1/customers", id="trailing-slashes"),
+        pytest.param("/v1/cust%6Fmers", "/v1/customers", id="encoded-unreserved-lower-hex"),
+        pytest.param("/v1/cust%6fmers", "/v1/customers", id="encoded-unreserved-hex-case"),
+        pytest.param("/%41%7e%2D%5F", "/A~-_", id="encoded-unreserved-mix"),
+        pytest.param("/v1/%2E/customers", "/v1/customers", id="encoded-dot-segment"),
+        pytest.param("/v1/x/%2e%2E/customers", "/v1/customers", id="encoded-dot-dot"),
+        pytest.param("/a%3bb", "/a%3Bb", id="reserved-kept-hex-uppercased"),
+        pytest.param("/a%20b", "/a%20b", id="encoded-space-kept"),
+        pytest.param("/caf%c3%a9", "/caf%C3%A9", id="encoded-utf8-kept"),
+        pytest.param("/v1/.../x", "/v1/.../x", id="three-dots-not-special"),
+        pytest.param("/v1/.hidden", "/v1/.hidden", id="dot-prefixed-name"),
+        pytest.param("/v1/a;b=1", "/v1/a;b=1", id="matrix-param-kept"),
+    ],
+)
+def test_normalize(raw: str, expected: str) -> None:
+    """§2: case is kept, dot segments, repeated and trailing slashes and unreserved escapes go."""
+    assert normalize(raw) == expected
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        pytest.param(f"{C}%2Forders", id="encoded-slash"),
+        pytest.param(f"{C}%2forders", id="encoded-slash-lowercase"),
+        pytest.param(f"{C}\\orders", id="backslash"),
+        pytest.param(f"{C}%5Corders", id="encoded-backslash"),
+        pytest.param(f"{C}%5corders", id="encoded-backslash-lowercase"),
+        pytest.param(f"{C}%252Forders", id="double-encoded-slash"),
+        pytest.param("/v1/100%25", id="encoded-percent"),
+        pytest.param(f"{C}/orders\x00", id="nul"),
+        pytest.param(f"{C}/orders%00", id="encoded-nul"),
+        pytest.param(f"{C}/orders\t", id="tab"),
+        pytest.param(f"{C}/ord ers", id="raw-space"),
+        pytest.param(f"{C}/orders\x7f", id="del"),
+        pytest.param(f"{C}#/orders", id="raw-hash-fragment"),
+        pytest.param("/v1/%zz", id="malformed-escape"),
+        pytest.param("/v1/%4", id="truncated-escape"),
+        pytest.param("/v1/%", id="lone-percent"),
+        pytest.param("v1/customers", id="relative"),
+        pytest.param("", id="empty"),
+        pytest.param("*", id="asterisk-form"),
+        pytest.param("http://upstream/v1/customers", id="absolute-form"),
+    ],
+)
+def test_normalize_refuses(raw: str) -> None:
+    """§2: encoded slashes or backslashes, double encodings and control characters are refused."""
+    with pytest.raises(AmbiguousPath) as caught:
+        normalize(raw)
+    assert caught.value.status == 400
+    assert caught.value.error_name == "AmbiguousPath"
+
+
+# -- the default rules -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "rule", "kind", "when"),
+    [
+        pytest.param(
+            "POST", f"{C}/orders", "create-order", "new_purchase", "always", id="create-order"
+        ),
+        pytest.param(
+            "PATCH",
+            f"{C}/orders/order-1",
+            "add-order-line-items",
+            "new_purchase",
+            "adds_line_items",
+            id="add-line-items",
+        ),
+        pytest.param(
+            "POST",
+            f"{C}/carts/cart-1/checkout",
+            "cart-checkout",
+            "new_purchase",
+            "always",
+            id="cart-checkout",
+        ),
+        pytest.param(
+            "POST",
+            f"{C}/subscriptions/sub-1/upgrades",
+            "subscription-upgrade",
+            "new_purchase",
+            "always",
+            id="upgrade",
+        ),
+        pytest.param(
+            "POST",
+            f"{C}/subscriptions/sub-1/transitions",
+            "subscription-transition",
+            "new_purchase",
+            "always",
+            id="transition",
+        ),
+        pytest.param(
+            "POST",
+            f"{C}/subscriptions/sub-1/conversions",
+            "trial-conversion",
+            "new_purchase",
+            "always",
+            id="trial-conversion",
+        ),
+        pytest.param(
+            "POST",
+            f"{C}/migrations/newcommerce",
+            "migrate-new-commerce",
+            "new_purchase",
+            "always",
+            id="migrate-new-commerce",
+        ),
+        pytest.param(
+            "PATCH",
+            f"{C}/subscriptions/sub-1",
+            "subscription-edit",
+            "seat_change",
+            "changes_quantity",
+            id="seat-change",
+        ),
+        pytest.param(
+            "POST",
+            f"{C}/agreements",
+            "confirm-acceptance",
+            "confirmation",
+            "always",
+            id="confirmation",
+        ),
+    ],
+)
+def test_default_rules(method: str, path: str, rule: str, kind: str, when: str) -> None:
+    """R1: every gated call of the seed document is classified to its transaction kind."""
+    assert classify(RULES, method, normalize(path)) == Transaction(kind, rule, when, CUSTOMER)
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        pytest.param("GET", f"{C}/orders", id="list-orders"),
+        pytest.param("GET", f"{C}/orders/order-1", id="read-order"),
+        pytest.param("GET", f"{C}/subscriptions/sub-1", id="read-subscription"),
+        pytest.param("GET", f"{C}/agreements", id="read-agreements"),
+        pytest.param("HEAD", f"{C}/orders", id="head-orders"),
+        pytest.param("OPTIONS", f"{C}/orders", id="options-orders"),
+        pytest.param("DELETE", f"{C}/orders/order-1", id="delete-order"),
+        pytest.param("PUT", f"{C}/subscriptions/sub-1", id="put-subscription"),
+        pytest.param("POST", "/v1/customers", id="create-customer"),
+        pytest.param("POST", f"{C}/carts", id="create-cart"),
+        pytest.param("PUT", f"{C}/carts/cart-1", id="update-cart"),
+        pytest.param("POST", f"{C}/orders/order-1", id="post-on-order"),
+        pytest.param("PATCH", f"{C}/orders", id="patch-on-orders"),
+        pytest.param("POST", f"{C}/subscriptions/sub-1", id="post-on-subscription"),
+        pytest.param("POST", f"{C}/subscriptions/sub-1/upgrades/x", id="longer-path"),
+        pytest.param("POST", f"{C}", id="customer-itself"),
+        pytest.param("POST", f"/v2/customers/{CUSTOMER}/orders", id="other-version"),
+        pytest.param("POST", "/", id="root"),
+        pytest.param("BREW", f"{C}/orders", id="unknown-method"),
+    ],
+)
+def test_other_calls_pass(method: str, path: str) -> None:
+    """R2: reads, customer creation and every other call are not gated."""
+    assert classify(RULES, method, normalize(path)) is None
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "rule"),
+    [
+        pytest.param("post", f"{C}/orders", "create-order", id="lowercase-method"),
+        pytest.param("Patch", f"{C}/subscriptions/s", "subscription-edit", id="mixed-case-method"),
+        pytest.param("POST", f"{C.upper()}/ORDERS", "create-order", id="uppercase-path"),
+        pytest.param("POST", f"/V1/Customers/{CUSTOMER}/Orders", "create-order", id="pascal-path"),
+        pytest.param("POST", f"{C}/orders/", "create-order", id="trailing-slash"),
+        pytest.param("POST", f"//v1//customers/{CUSTOMER}//orders", "create-order", id="slashes"),
+        pytest.param("POST", f"/v1/./customers/{CUSTOMER}/x/../orders", "create-order", id="dots"),
+        pytest.param("POST", f"{C}/%6Frders", "create-order", id="encoded-letter"),
+        pytest.param("POST", f"{C}/%4F%52DERS", "create-order", id="encoded-upper-letters"),
+        pytest.param("POST", f"{C}/agreements/", "confirm-acceptance", id="confirmation-slash"),
+        pytest.param(
+            "POST", f"{C}/MIGRATIONS/NewCommerce", "migrate-new-commerce", id="migrate-case"
+        ),
+    ],
+)
+def test_disguised_gated_calls_are_classified(method: str, path: str, rule: str) -> None:
+    """§2: case, slashes, dot segments and unreserved escapes cannot hide a gated call."""
+    found = classify(RULES, method, normalize(path))
+    assert found is not None
+    assert found.rule == rule
+    assert found.customer == CUSTOMER
+
+
+def test_customer_guid_is_lowercased() -> None:
+    """§1.1: tenant ids are compared case-insensitively, so the customer comes back lowercased."""
+    found = classify(RULES, "POST", normalize(f"/v1/customers/{CUSTOMER.upper()}/orders"))
+    assert found is not None
+    assert found.customer == CUSTOMER
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        pytest.param("POST", f"{C}/orders;x=1", id="last-segment"),
+        pytest.param("POST", f"{C}/orders;", id="empty-param"),
+        pytest.param("POST", f"/v1/customers/{CUSTOMER};x=1/orders", id="customer-segment"),
+        pytest.param("POST", f"/v1;a=b/customers/{CUSTOMER}/orders", id="first-segment"),
+        pytest.param("POST", f"{C}/ORDERS;X", id="uppercase"),
+        pytest.param("PATCH", f"{C}/subscriptions;a/sub-1", id="seat-change"),
+        pytest.param("POST", f"{C}/agreements;v=2", id="confirmation"),
+    ],
+)
+def test_matrix_params_on_gated_paths_are_refused(method: str, path: str) -> None:
+    """§2: a ';param' that some stacks strip would turn the path into a gated one: refused."""
+    with pytest.raises(AmbiguousPath):
+        classify(RULES, method, normalize(path))
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "expected"),
+    [
+        pytest.param("GET", f"{C}/orders;x=1", None, id="read-with-param"),
+        pytest.param("POST", "/v1/things;x=1", None, id="ungated-path"),
+        pytest.param("POST", f"{C}/orderz;x=1", None, id="ungated-after-stripping"),
+        pytest.param(
+            "PATCH",
+            f"{C}/orders/order-1;x=1",
+            ("add-order-line-items", "new_purchase"),
+            id="param-inside-placeholder-still-gated",
+        ),
+    ],
+)
+def test_matrix_params_elsewhere(method: str, path: str, expected: tuple[str, str] | None) -> None:
+    """R2/§2: a ';param' that cannot make a call gated passes; in a placeholder it stays gated."""
+    assert kind_of(method, path) == expected
+
+
+# -- method overrides --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "overrides", "expected"),
+    [
+        pytest.param(
+            "POST",
+            f"{C}/orders/order-1",
+            ("PATCH",),
+            ("add-order-line-items", "new_purchase"),
+            id="post-as-patch-order",
+        ),
+        pytest.param(
+            "GET",
+            f"{C}/subscriptions/sub-1",
+            ("patch",),
+            ("subscription-edit", "seat_change"),
+            id="get-as-patch-subscription-lowercase",
+        ),
+        pytest.param(
+            "GET", f"{C}/orders", ("POST",), ("create-order", "new_purchase"), id="get-as-post"
+        ),
+        pytest.param(
+            "PUT",
+            f"{C}/orders/order-1",
+            (" PATCH ",),
+            ("add-order-line-items", "new_purchase"),
+            id="padded-value",
+        ),
+        pytest.param(
+            "POST",
+            f"{C}/orders",
+            ("POST", "post"),
+            ("create-order", "new_purchase"),
+            id="repeated-same-value",
+        ),
+        pytest.param(
+            "POST", f"{C}/orders", ("POST",), ("create-order", "new_purchase"), id="same-as-own"
+        ),
+        pytest.param("GET", f"{C}/orders/order-1", ("GET",), None, id="read-stays-read"),
+        pytest.param("GET", f"{C}/orders/order-1", ("DELETE",), None, id="ungated-override"),
+        pytest.param("POST", "/v1/things", ("PATCH",), None, id="ungated-path"),
+        pytest.param("POST", "/v1/things", ("PATCH", "GET"), None, id="ungated-path-conflict"),
+        pytest.param("GET", "/v1/customers", ("POST",), None, id="customer-creation"),
+    ],
+)
+def test_method_override_classifies_by_overriding_method(
+    method: str, path: str, overrides: tuple[str, ...], expected: tuple[str, str] | None
+) -> None:
+    """§2: one override value on a gated path classifies the call by the overriding method."""
+    assert kind_of(method, path, overrides) == expected
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "overrides"),
+    [
+        pytest.param("GET", f"{C}/orders", ("POST", "GET"), id="two-values"),
+        pytest.param("POST", f"{C}/orders/order-1", ("PATCH", "PUT"), id="two-values-patch"),
+        pytest.param("GET", f"{C}/orders", ("",), id="empty"),
+        pytest.param("GET", f"{C}/orders", ("  ",), id="blank"),
+        pytest.param("GET", f"{C}/orders", ("POST", ""), id="value-and-empty"),
+        pytest.param("POST", f"{C}/orders", ("GET",), id="gated-post-disguised-as-read"),
+        pytest.param("POST", f"{C}/orders", ("PATCH",), id="gated-post-as-ungated-patch"),
+        pytest.param("PATCH", f"{C}/subscriptions/sub-1", ("GET",), id="seat-change-as-read"),
+        pytest.param("POST", f"{C}/agreements", ("GET",), id="confirmation-as-read"),
+    ],
+)
+def test_ambiguous_method_override_is_refused(
+    method: str, path: str, overrides: tuple[str, ...]
+) -> None:
+    """§2: conflicting or empty overrides, or one hiding a gated method, are refused."""
+    with pytest.raises(AmbiguousMethod) as caught:
+        kind_of(method, path, overrides)
+    assert caught.value.status == 400
+
+
+# -- properties --------------------------------------------------------------
+
+_SEGMENT_PIECE = st.one_of(
+    st.text(alphabet=UNRESERVED, min_size=1, max_size=4),
+    st.sampled_from(UNRESERVED).map(lambda ch: f"%{ord(ch):02x}"),
+    st.sampled_from(UNRESERVED).map(lambda ch: f"%{ord(ch):02X}"),
+    st.sampled_from(["%3B", "%3b", "%20", "%C3%A9", ";", "=", "@", ":"]),
+)
+_SEGMENT = st.one_of(
+    st.sampled_from(["", ".", "..", "...", "%2E", "%2e%2E"]),
+    st.lists(_SEGMENT_PIECE, min_size=1, max_size=3).map("".join),
+)
+PATHS = st.lists(_SEGMENT, max_size=8).map(lambda segments: "/" + "/".join(segments))
+
+
+@settings(database=None, deadline=None)
+@given(PATHS)
+def test_normalize_is_idempotent(path: str) -> None:
+    """§2: the canonical path is a fixed point, so what is forwarded classifies as it did."""
+    once = normalize(path)
+    assert normalize(once) == once
+
+
+@settings(database=None, deadline=None)
+@given(PATHS)
+def test_normalize_leaves_no_slash_or_dot_tricks(path: str) -> None:
+    """§2: a normalised path has no repeated slash, no dot segment and no trailing slash."""
+    result = normalize(path)
+    assert result.startswith("/")
+    assert "//" not in result
+    assert "/./" not in result and "/../" not in result
+    assert not result.endswith(("/.", "/.."))
+    assert result == "/" or not result.endswith("/")
+
+
+@settings(database=None, deadline=None)
+@given(st.text())
+def test_normalize_refuses_or_answers_any_text(path: str) -> None:
+    """§2: any request target is either normalised or refused as AmbiguousPath, nothing else."""
+    try:
+        result = normalize(path)
+    except AmbiguousPath:
+        return
+    assert result.startswith("/")
+
+
+GATED_CALLS = [
+    ("POST", f"{C}/orders"),
+    ("PATCH", f"{C}/orders/order-1"),
+    ("POST", f"{C}/carts/cart-1/checkout"),
+    ("POST", f"{C}/subscriptions/sub-1/upgrades"),
+    ("POST", f"{C}/subscriptions/sub-1/transitions"),
+    ("POST", f"{C}/subscriptions/sub-1/conversions"),
+    ("POST", f"{C}/migrations/newcommerce"),
+    ("PATCH", f"{C}/subscriptions/sub-1"),
+    ("POST", f"{C}/agreements"),
+]
+
+
+@st.composite
+def _disguise(draw: st.DrawFn, text: str) -> str:
+    """One spelling of a segment: random letter case, some characters percent-encoded."""
+    out = []
+    for char in text:
+        if char.isalpha() and draw(st.booleans()):
+            char = char.swapcase()
+        if draw(st.integers(0, 3)) == 0:
+            hex_pair = f"{ord(char):02X}"
+            char = "%" + (hex_pair.lower() if draw(st.booleans()) else hex_pair)
+        out.append(char)
+    return "".join(out)
+
+
+@st.composite
+def disguised_calls(draw: st.DrawFn) -> tuple[str, str, str, str]:
+    """A gated call, and a variant spelled with case, slash, dot-segment and escape tricks."""
+    method, path = draw(st.sampled_from(GATED_CALLS))
+    variant = ""
+    for segment in path.strip("/").split("/"):
+        variant += "/" * draw(st.integers(1, 3))
+        variant += "".join(draw(st.lists(st.sampled_from(["./", "x/../", "%2e/", "A/%2E%2E/"]))))
+        variant += draw(_disguise(segment))
+    variant += draw(st.sampled_from(["", "/", "//", "/.", "/./"]))
+    spelled = "".join(ch.swapcase() if draw(st.booleans()) else ch for ch in method)
+    return method, path, spelled, variant
+
+
+@settings(database=None, deadline=None)
+@given(disguised_calls())
+def test_variants_of_gated_paths_classify_the_same(call: tuple[str, str, str, str]) -> None:
+    """§2: no case, slash, dot-segment or escape variant of a gated call escapes classification."""
+    method, path, variant_method, variant = call
+    canonical = classify(RULES, method, normalize(path))
+    assert canonical is not None
+    assert classify(RULES, variant_method, normalize(variant)) == canonical

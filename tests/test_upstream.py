@@ -1,0 +1,233 @@
+"""gate.upstream against real loopback servers, well-behaved and not (DESIGN §2 pass-through)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+from yarl import URL
+
+from gate.upstream import UpstreamClosed, UpstreamPool
+
+Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+class RawServer:
+    """A TCP server that runs ``script`` per connection and counts connections."""
+
+    def __init__(self, script: Script) -> None:
+        self.script = script
+        self.connections = 0
+        self.requests: list[bytes] = []
+        self.server: asyncio.Server | None = None
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            await self.script(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    async def start(self) -> URL:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        port = self.server.sockets[0].getsockname()[1]
+        return URL(f"http://127.0.0.1:{port}")
+
+    async def read_request(self, reader: asyncio.StreamReader) -> bytes:
+        head = await reader.readuntil(b"\r\n\r\n")
+        self.requests.append(head)
+        for line in head.split(b"\r\n"):
+            if line.lower().startswith(b"content-length:"):
+                head += await reader.readexactly(int(line.split(b":")[1]))
+        return head
+
+
+StartRaw = Callable[[Script], Awaitable[tuple[RawServer, URL]]]
+
+
+@pytest.fixture
+async def raw_server() -> AsyncIterator[StartRaw]:
+    started: list[RawServer] = []
+
+    async def start(script: Script) -> tuple[RawServer, URL]:
+        server = RawServer(script)
+        started.append(server)
+        return server, await server.start()
+
+    yield start
+    for server in started:
+        assert server.server is not None
+        server.server.close()
+        await server.server.wait_closed()
+
+
+def pool(url: URL, read_timeout: float = 2.0) -> UpstreamPool:
+    return UpstreamPool(url, limit=4, connect_timeout=1.0, read_timeout=read_timeout)
+
+
+async def test_keep_alive_connections_are_reused(raw_server: StartRaw) -> None:
+    """Sequential calls share one pooled connection."""
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await server.read_request(reader)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    server, url = await raw_server(script)
+    upstream = pool(url)
+    for _ in range(3):
+        response = await upstream.request("GET", "/x", [(b"Accept", b"*/*")])
+        assert (await response.read(100)) == b"ok"
+        response.release()
+    assert server.connections == 1
+    assert server.requests[0].startswith(b"GET /x HTTP/1.1\r\nHost: 127.0.0.1:")
+    assert b"Accept: */*\r\n" in server.requests[0]
+    upstream.close()
+
+
+@pytest.mark.parametrize(
+    ("answer", "body"),
+    [
+        pytest.param(b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+                     b"abcde", id="chunked"),
+        pytest.param(b"Content-Length: 5\r\n\r\nabcde", b"abcde", id="content-length"),
+        pytest.param(b"\r\n", b"", id="empty-until-close"),
+        pytest.param(b"Connection: close\r\n\r\nuntil close", b"until close", id="until-close"),
+    ],
+)  # fmt: skip
+async def test_bodies_in_every_framing(raw_server: StartRaw, answer: bytes, body: bytes) -> None:
+    """Chunked, sized and close-delimited bodies all arrive whole."""
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await server.read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\n" + answer)
+        await writer.drain()
+        if b"Length" not in answer and b"chunked" not in answer:
+            writer.close()
+
+    server, url = await raw_server(script)
+    response = await pool(url).request("GET", "/", [])
+    assert await response.read(1000) == body
+    response.release()
+
+
+async def test_interim_100_continue_is_skipped(raw_server: StartRaw) -> None:
+    """A 1xx interim answer is not mistaken for the final one."""
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await server.read_request(reader)
+        writer.write(
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 1\r\n\r\n!"
+        )
+
+    server, url = await raw_server(script)
+    response = await pool(url).request("POST", "/", [], b"{}")
+    assert (response.status, response.reason) == (201, "Created")
+    assert await response.read(10) == b"!"
+    response.release()
+
+
+async def test_head_answer_ends_at_the_headers(raw_server: StartRaw) -> None:
+    """A HEAD answer's Content-Length announces a body that never comes."""
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await server.read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+        await asyncio.sleep(5)
+
+    server, url = await raw_server(script)
+    response = await pool(url).request("HEAD", "/", [])
+    assert response.content_length == 1000
+    assert await response.read(10) == b""
+    response.release()
+
+
+async def test_a_request_body_is_framed_and_sent(raw_server: StartRaw) -> None:
+    """Bytes go with Content-Length; a stream of unknown length goes chunked."""
+    seen: list[bytes] = []
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        seen.append(head + await reader.readuntil(b"0\r\n\r\n"))
+        writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+
+    async def stream() -> AsyncIterator[bytes]:
+        yield b"hello "
+        yield b"world"
+
+    _, url = await raw_server(script)
+    response = await pool(url).request("PUT", "/u", [], stream())
+    assert response.status == 204
+    response.release()
+    assert b"Transfer-Encoding: chunked\r\n" in seen[0]
+    assert seen[0].endswith(b"6\r\nhello \r\n5\r\nworld\r\n0\r\n\r\n")
+
+
+async def test_garbage_answer_is_upstream_closed(raw_server: StartRaw) -> None:
+    """An answer that is not HTTP fails the call instead of being relayed."""
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await server.read_request(reader)
+        writer.write(b"SMTP ready\r\n\r\n")
+
+    server, url = await raw_server(script)
+    with pytest.raises(UpstreamClosed):
+        await pool(url).request("GET", "/", [])
+
+
+async def test_silence_is_a_timeout(raw_server: StartRaw) -> None:
+    """No answer within read_timeout raises TimeoutError (504 upstream of here)."""
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await server.read_request(reader)
+        await asyncio.sleep(5)
+
+    server, url = await raw_server(script)
+    with pytest.raises(TimeoutError):
+        await pool(url, read_timeout=0.2).request("GET", "/", [])
+
+
+async def test_refused_connection_is_upstream_closed() -> None:
+    """Nobody listening: UpstreamClosed (502 upstream of here)."""
+    probe = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = probe.sockets[0].getsockname()[1]
+    probe.close()
+    await probe.wait_closed()
+    with pytest.raises(UpstreamClosed):
+        await pool(URL(f"http://127.0.0.1:{port}")).request("GET", "/", [])
+
+
+@pytest.mark.parametrize(
+    ("method", "retried"), [("GET", True), ("POST", False)], ids=["get-retried", "post-not"]
+)
+async def test_stale_pooled_connection_retry(
+    raw_server: StartRaw, method: str, retried: bool
+) -> None:
+    """Only an idempotent call is re-sent after a pooled connection turns out dead."""
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await server.read_request(reader)
+        if server.connections == 1 and len(server.requests) == 2:
+            return  # the second call on the first connection: hang up without a word
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        if server.connections == 1:
+            await server.read_request(reader)  # read the second call, then drop it
+
+    server, url = await raw_server(script)
+    upstream = pool(url)
+    first = await upstream.request(method, "/", [], b"")
+    await first.read(10)
+    first.release()
+    if retried:
+        second = await upstream.request(method, "/", [], b"")
+        assert second.status == 200
+        second.release()
+        assert server.connections == 2
+    else:
+        with pytest.raises(UpstreamClosed):
+            await upstream.request(method, "/", [], b"")
+        assert server.connections == 1
