@@ -17,14 +17,21 @@ from dataclasses import dataclass
 from gate.config import Rule
 from gate.errors import AmbiguousMethod, AmbiguousPath
 
-__all__ = ["METHOD_OVERRIDE_HEADERS", "RuleTable", "Transaction", "classify", "normalize"]
+__all__ = [
+    "METHOD_OVERRIDE_HEADERS",
+    "Override",
+    "RuleTable",
+    "Transaction",
+    "classify",
+    "normalize",
+]
 
 METHOD_OVERRIDE_HEADERS = ("X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override")
 
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 _PERCENT = re.compile(r"%(..)?", re.DOTALL)
 _HEX = frozenset("0123456789abcdefABCDEF")
-_REFUSED_ESCAPES = frozenset({"2F", "5C", "25", "00"})
+_REFUSED_ESCAPES = frozenset({"2F", "5C", "25", "00", "3B", "23"})  # / \ % NUL ; #
 _UNSAFE = re.compile(r"[\\#\x00-\x20\x7f]")  # "#": upstreams cut the path there
 
 
@@ -80,7 +87,7 @@ def _decode_unreserved(path: str) -> str:
             raise AmbiguousPath("The path has a malformed percent-encoding.", [{"path": path}])
         if pair.upper() in _REFUSED_ESCAPES:
             raise AmbiguousPath(
-                "The path encodes a slash, backslash, percent sign or NUL; "
+                "The path encodes a slash, backslash, percent sign, ';', '#' or NUL; "
                 "the gate cannot know how the upstream would read it.",
                 [{"escape": "%" + pair}],
             )
@@ -110,9 +117,14 @@ def normalize(path: str) -> str:
     return "/" + "/".join(resolved)
 
 
-def _override(overrides: Sequence[str]) -> str:
-    wanted = {value.strip().upper() for value in overrides}
-    if len(wanted) != 1 or "" in wanted:
+Override = tuple[str, str]  # (header name, value)
+
+
+def _override(overrides: Sequence[Override]) -> str:
+    """The one overriding method; several override headers, or differing values, are refused."""
+    names = {name.lower() for name, _ in overrides}
+    wanted = {value.strip().upper() for _, value in overrides}
+    if len(names) != 1 or len(wanted) != 1 or "" in wanted:
         raise AmbiguousMethod(
             "Method-override headers on a gated path disagree, repeat or are empty.",
             [{"headers": list(METHOD_OVERRIDE_HEADERS)}],
@@ -121,7 +133,7 @@ def _override(overrides: Sequence[str]) -> str:
 
 
 def classify(
-    table: RuleTable, method: str, path: str, overrides: Sequence[str] = ()
+    table: RuleTable, method: str, path: str, overrides: Sequence[Override] = ()
 ) -> Transaction | None:
     """The transaction a normalised path and method make, or None (pass-through)."""
     if method not in table.methods:
@@ -151,7 +163,7 @@ def classify(
 
 
 def _classify_matrix(
-    table: RuleTable, method: str, lowered: str, overrides: Sequence[str]
+    table: RuleTable, method: str, lowered: str, overrides: Sequence[Override]
 ) -> Transaction | None:
     """Some stacks drop ';params' from segments: refuse a path that would then be gated."""
     if ";" not in lowered:

@@ -12,6 +12,7 @@ import contextlib
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from gate.classify import classify, normalize
 from gate.config import ConfigError, Settings, load, parse_listen
 from gate.errors import GateError
 from gate.keys import LOGGER, STATE
+from gate.policy import State, Verdict
 from gate.runtime import compile_settings
 
 __all__ = ["main"]
@@ -173,16 +175,20 @@ def _explain(config: str | None, method: str, target: str, partner: str | None) 
     policy = runtime.policy
     who = partner.lower() if partner else "(any partner)"
     exempt = policy.exemption(who)
-    mode = policy.mode_for(who)
     if exempt is not None:
         print(f"decision:    exempt ({exempt.reason.value})")
-    else:
-        since = settings.policy.enforce_from.isoformat()
-        print(
-            f"decision:    mode {mode} for {who}, enforced from {since}, "
-            f"{settings.policy.enforce_percent}% of customers: "
-            + ("blocked (403) unless accepted" if mode == "enforce" else "would-block, forwarded")
-        )
+        return 0
+    unconfirmed = policy.decide(who, transaction.customer, State.NOT_ACCEPTED, time.time())
+    since = settings.policy.enforce_from.isoformat()
+    outcome = (
+        "blocked (403) unless accepted"
+        if unconfirmed.verdict is Verdict.BLOCKED
+        else f"{unconfirmed.verdict.value} ({unconfirmed.reason.value}), forwarded"
+    )
+    print(
+        f"decision:    mode {policy.mode_for(who)} for {who}, enforced from {since}, "
+        f"{settings.policy.enforce_percent}% of customers: {outcome}"
+    )
     return 0
 
 

@@ -122,6 +122,12 @@ def _field(loc: tuple[int | str, ...]) -> str:
     return ".".join(_NAMES.get(str(part), str(part)) for part in loc)
 
 
+def _message(kind: str, text: str) -> str:
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return "must be a JSON object"
+    return text.removeprefix("Value error, ")
+
+
 def problems(doc: Any, now: datetime) -> list[dict[str, str]]:
     """Each way the payload breaks R6, as ``{"field", "message"}``; empty when valid."""
     if not isinstance(doc, dict):
@@ -130,7 +136,7 @@ def problems(doc: Any, now: datetime) -> list[dict[str, str]]:
         _Confirmation.model_validate(doc, context={"now": now})
     except ValidationError as exc:
         return [
-            {"field": _field(err["loc"]), "message": err["msg"].removeprefix("Value error, ")}
+            {"field": _field(err["loc"]), "message": _message(err["type"], err["msg"])}
             for err in exc.errors(include_url=False, include_input=False)
         ]
     return []

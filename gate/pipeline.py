@@ -18,7 +18,7 @@ from multidict import CIMultiDictProxy
 from yarl import URL
 
 from gate import body, confirmation
-from gate.classify import METHOD_OVERRIDE_HEADERS, Transaction, classify, normalize
+from gate.classify import METHOD_OVERRIDE_HEADERS, Override, Transaction, classify, normalize
 from gate.errors import (
     AcceptanceStatusUnavailable,
     AmbiguousBody,
@@ -76,8 +76,10 @@ def _split_target(target: str) -> tuple[str, str]:
     return path, query
 
 
-def _overrides(headers: CIMultiDictProxy[str]) -> tuple[str, ...]:
-    return tuple(value for name in METHOD_OVERRIDE_HEADERS for value in headers.getall(name, ()))
+def _overrides(headers: CIMultiDictProxy[str]) -> tuple[Override, ...]:
+    return tuple(
+        (name, value) for name in METHOD_OVERRIDE_HEADERS for value in headers.getall(name, ())
+    )
 
 
 def _answer(error: GateError) -> web.Response:

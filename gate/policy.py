@@ -88,6 +88,9 @@ class Policy:
         return bucket < self._percent
 
     def decide(self, partner: str, customer: str, state: State, now: float) -> Decision:
+        exempt = self.exemption(partner)
+        if exempt is not None:
+            return exempt
         if state is State.ACCEPTED:
             return _ALLOWED
         reason = Reason.NOT_ACCEPTED if state is State.NOT_ACCEPTED else Reason.LOOKUP_ERROR

@@ -242,3 +242,21 @@ def test_no_command_is_a_usage_error() -> None:
     result = gate()
     assert result.returncode == 2
     assert "usage: gate" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("config", "reason"),
+    [
+        pytest.param("[policy]\nenforce_from = 2999-01-01T00:00:00Z\n", "before_enforcement",
+                     id="future-enforcement"),
+        pytest.param("[policy]\nenforce_percent = 0\n", "rollout_observed", id="rollout-zero"),
+        pytest.param('[policy]\nmode = "observe"\n', "observe_mode", id="observe"),
+    ],
+)  # fmt: skip
+def test_explain_says_when_an_unconfirmed_call_would_pass(
+    tmp_path: Path, config: str, reason: str
+) -> None:
+    """R7/§3: explain reports would-block, not a block, where the policy would forward."""
+    result = gate("explain", "--config", write(tmp_path, config), "POST", f"{C}/orders")
+    assert result.returncode == 0
+    assert fields(result.stdout)["decision"].endswith(f"would-block ({reason}), forwarded")
