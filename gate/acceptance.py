@@ -20,9 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 from cachetools import TLRUCache
-from yarl import URL
 
 from gate import body
 from gate.config import AcceptanceSettings
@@ -30,10 +28,12 @@ from gate.errors import GateError
 from gate.forward import Fetched, fetch
 from gate.metrics import Metrics
 from gate.policy import State
+from gate.upstream import UpstreamPool
 
 __all__ = ["AcceptanceStore", "Entry", "Outcome"]
 
 _MCA = "microsoftcloudagreement"
+_MCA_QUERY = "?agreementType=MicrosoftCloudAgreement"
 _Key = tuple[str, str]
 
 
@@ -68,16 +68,16 @@ class AcceptanceStore:
     def __init__(
         self,
         settings: AcceptanceSettings,
-        session: aiohttp.ClientSession,
-        upstream: str,
+        pool: UpstreamPool,
+        prefix: str,
         metrics: Metrics,
         *,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
     ) -> None:
         self._settings = settings
-        self._session = session
-        self._upstream = upstream
+        self._pool = pool
+        self._prefix = prefix  # the upstream URL's own path, if it has one
         self._metrics = metrics
         self._clock = clock
         self._wall = wall
@@ -186,15 +186,14 @@ class AcceptanceStore:
         return task
 
     async def _lookup(self, key: _Key, authorization: str, correlation: str | None) -> _Looked:
-        url = URL(self._upstream).with_path(f"/v1/customers/{key[1]}/agreements", encoded=True)
-        url = url.with_query(agreementType="MicrosoftCloudAgreement")
+        target = f"{self._prefix}/v1/customers/{key[1]}/agreements{_MCA_QUERY}"
         headers = {"Authorization": authorization, "Accept": "application/json"}
         if correlation:
             headers["MS-CorrelationId"] = correlation
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self._settings.lookup_timeout_s), self._slots:
-                fetched = await fetch(self._session, url, headers, self._settings.lookup_timeout_s)
+                fetched = await fetch(self._pool, target, headers, self._settings.lookup_timeout_s)
         except (GateError, TimeoutError):
             return _Looked(self._failed(key), authorization)
         finally:

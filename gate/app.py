@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TextIO
 
-import aiohttp
 from aiohttp import web
 
 from gate import __version__, admin, pipeline
@@ -21,6 +20,7 @@ from gate.keys import CONFIG_PATH, LOGGER, METRICS, RUNTIME, STATE, STORE, UPSTR
 from gate.logs import make_logger
 from gate.metrics import Metrics
 from gate.runtime import RuntimeHolder, compile_settings
+from gate.upstream import UpstreamPool
 
 __all__ = ["create_admin_app", "create_app"]
 
@@ -44,31 +44,25 @@ def create_app(
     app[LOGGER] = make_logger(settings.log.level, settings.log.format, log_stream or sys.stdout)
     app[STATE] = Lifecycle()
     app[CONFIG_PATH] = config_path or ""
-    app.cleanup_ctx.append(upstream_session)
+    app.cleanup_ctx.append(upstream_pool)
     app.cleanup_ctx.append(_acceptance_store(clock))
     app.router.add_route("*", "/{tail:.*}", pipeline.handle)
     return app
 
 
-async def upstream_session(app: web.Application) -> AsyncIterator[None]:
-    """One pooled client session per process, for every forwarded call and lookup."""
-    upstream = app[RUNTIME].current.settings.upstream
-    connector = aiohttp.TCPConnector(
-        limit=upstream.max_connections, ttl_dns_cache=300, enable_cleanup_closed=False
+async def upstream_pool(app: web.Application) -> AsyncIterator[None]:
+    """One pool of keep-alive upstream connections per process, for every call and lookup."""
+    runtime = app[RUNTIME].current
+    upstream = runtime.settings.upstream
+    pool = UpstreamPool(
+        runtime.upstream,
+        limit=upstream.max_connections,
+        connect_timeout=upstream.connect_timeout_s,
+        read_timeout=upstream.read_timeout_s,
     )
-    session = aiohttp.ClientSession(
-        connector=connector,
-        timeout=aiohttp.ClientTimeout(
-            total=None, connect=upstream.connect_timeout_s, sock_read=upstream.read_timeout_s
-        ),
-        auto_decompress=False,
-        cookie_jar=aiohttp.DummyCookieJar(),
-        skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
-        trust_env=False,
-    )
-    app[UPSTREAM] = session
+    app[UPSTREAM] = pool
     yield
-    await session.close()
+    pool.close()
 
 
 def _acceptance_store(
@@ -79,7 +73,11 @@ def _acceptance_store(
         settings = app[RUNTIME].current.settings
         extra = {"clock": clock} if clock is not None else {}
         store = AcceptanceStore(
-            settings.acceptance, app[UPSTREAM], settings.upstream.url, app[METRICS], **extra
+            settings.acceptance,
+            app[UPSTREAM],
+            app[RUNTIME].current.upstream_prefix,
+            app[METRICS],
+            **extra,
         )
         snapshot = (
             Path(settings.acceptance.snapshot_path) if settings.acceptance.snapshot_path else None

@@ -1,58 +1,60 @@
 """Forward: stream a call to the upstream and its answer back, faithfully.
 
-This module is the one boundary where aiohttp client exceptions become gate
-errors (``UpstreamUnavailable``, ``UpstreamTimeout``). Pass-through calls
-are streamed both ways, so a 1 GB body costs what a 1 KB one does; nothing
-is ever retried here (aiohttp itself only retries idempotent methods on a
-stale pooled connection).
+This module is the one boundary where upstream failures become gate errors
+(``UpstreamUnavailable`` 502, ``UpstreamTimeout`` 504). Request headers are
+relayed as the client sent them (raw bytes, order and repeats kept) minus
+hop-by-hop ones; bodies are streamed both ways, so a 1 GB body costs what a
+1 KB one does. Nothing is retried here; ``gate.upstream`` re-sends only an
+idempotent call whose pooled connection turned out dead.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
 
-import aiohttp
 from aiohttp import web
-from multidict import CIMultiDict, CIMultiDictProxy
-from yarl import URL
+from multidict import CIMultiDict
 
-from gate.errors import UpstreamTimeout, UpstreamUnavailable
+from gate.errors import GateError, UpstreamTimeout, UpstreamUnavailable
 from gate.metrics import Metrics
+from gate.upstream import UpstreamClosed, UpstreamPool, UpstreamResponse
 
 __all__ = ["DECISION_HEADER", "Fetched", "fetch", "forward", "upstream_headers"]
 
 DECISION_HEADER = "X-Gate-Decision"
 _HOP_BY_HOP = frozenset(
     {
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "proxy-authenticate",
-        "proxy-authorization",
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"proxy-authenticate",
+        b"proxy-authorization",
     }
 )
-# Never forwarded: hop-by-hop, framing the client session redoes, and URL overrides
-# some upstream stacks honour (they could re-route a classified call).
+# Never forwarded: hop-by-hop, framing the client redoes, our own X-Forwarded-*,
+# and URL overrides some upstream stacks honour (they could re-route a classified call).
 _REQUEST_DROP = _HOP_BY_HOP | {
-    "host",
-    "expect",
-    "x-original-url",
-    "x-rewrite-url",
-    "x-forwarded-for",
-    "x-forwarded-proto",
-    "x-forwarded-host",
+    b"host",
+    b"expect",
+    b"content-length",
+    b"x-original-url",
+    b"x-rewrite-url",
+    b"x-forwarded-for",
+    b"x-forwarded-proto",
+    b"x-forwarded-host",
 }
-_BUFFER_LIMIT = 64 * 1024
+_RESPONSE_DROP = _HOP_BY_HOP | {b"content-length"}
+_BUFFER_LIMIT = 64 * 1024  # answers up to this size are relayed in one write
+_INSPECT_LIMIT = 1024 * 1024  # gated answers up to this size are kept for inspection
 _NO_BODY = frozenset({204, 304})
-_FETCH_LIMIT = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,116 +63,163 @@ class Fetched:
 
     status: int
     reason: str
-    headers: CIMultiDictProxy[str]
+    headers: CIMultiDict[str]
     body: bytes
+
+
+def _translated(exc: TimeoutError | UpstreamClosed, metrics: Metrics | None) -> GateError:
+    """The gate's 504 or 502 for an upstream client failure (counted when ``metrics``)."""
+    timed_out = isinstance(exc, TimeoutError)
+    if metrics is not None:
+        metrics.upstream_errors["timeout" if timed_out else "unavailable"].inc()
+    if timed_out:
+        return UpstreamTimeout("The upstream did not answer in time.")
+    return UpstreamUnavailable("The upstream cannot be reached.")
 
 
 @contextmanager
 def _upstream_errors(metrics: Metrics | None) -> Iterator[None]:
-    """Translate aiohttp's client failures into the gate's 502 and 504."""
     try:
         yield
-    except TimeoutError as exc:
-        if metrics is not None:
-            metrics.upstream_errors["timeout"].inc()
-        raise UpstreamTimeout("The upstream did not answer in time.") from exc
-    except aiohttp.ClientError as exc:
-        if metrics is not None:
-            metrics.upstream_errors["unavailable"].inc()
-        raise UpstreamUnavailable("The upstream cannot be reached.") from exc
+    except (TimeoutError, UpstreamClosed) as exc:
+        raise _translated(exc, metrics) from exc
 
 
-def _without(headers: CIMultiDict[str], names: frozenset[str]) -> CIMultiDict[str]:
-    """Drop ``names`` and whatever ``Connection`` lists: one C-level copy, then pops."""
-    connection = headers.getall("Connection", ())
-    for token in ",".join(connection).split(",") if connection else ():
-        headers.popall(token.strip(), None)
-    for name in names:
-        if name in headers:
-            del headers[name]
-    return headers
+def _dropped(headers: Sequence[tuple[bytes, bytes]], names: frozenset[bytes]) -> frozenset[bytes]:
+    """``names`` plus whatever a ``Connection`` header lists (RFC 9110 §7.6.1)."""
+    tokens = [
+        token.strip().lower()
+        for name, value in headers
+        if name.lower() == b"connection"
+        for token in value.split(b",")
+    ]
+    return names.union(tokens) if tokens else names
 
 
-def upstream_headers(request: web.Request, *, drop_length: bool) -> CIMultiDict[str]:
-    """The client's headers minus hop-by-hop ones, plus X-Forwarded-*."""
-    incoming = request.headers
-    headers = _without(CIMultiDict(incoming), _REQUEST_DROP)
-    if drop_length:
-        headers.popall("Content-Length", None)
-    forwarded_for = ", ".join(incoming.getall("X-Forwarded-For", ()))
-    peer = request.remote or "unknown"
-    headers["X-Forwarded-For"] = f"{forwarded_for}, {peer}" if forwarded_for else peer
-    headers["X-Forwarded-Proto"] = request.scheme
+def upstream_headers(request: web.Request) -> list[tuple[bytes, bytes]]:
+    """The client's raw headers minus hop-by-hop ones, plus X-Forwarded-*."""
+    raw = request.raw_headers
+    drop = _dropped(raw, _REQUEST_DROP)
+    headers = [(name, value) for name, value in raw if name.lower() not in drop]
+    forwarded = [value for name, value in raw if name.lower() == b"x-forwarded-for"]
+    peer = (request.remote or "unknown").encode()
+    headers.append((b"X-Forwarded-For", b", ".join([*forwarded, peer])))
+    headers.append((b"X-Forwarded-Proto", request.scheme.encode()))
     if request.host:
-        headers["X-Forwarded-Host"] = request.host
+        headers.append((b"X-Forwarded-Host", request.host.encode("utf-8", "surrogateescape")))
     return headers
 
 
-def _response_headers(upstream: aiohttp.ClientResponse) -> CIMultiDict[str]:
-    return _without(CIMultiDict(upstream.headers), _HOP_BY_HOP)
+def _text(value: bytes) -> str:
+    """Header bytes as aiohttp will write them back (it encodes UTF-8)."""
+    try:
+        return value.decode()
+    except UnicodeDecodeError:
+        return value.decode("latin-1")
+
+
+def _response_headers(upstream: UpstreamResponse) -> CIMultiDict[str]:
+    drop = _dropped(upstream.headers, _RESPONSE_DROP)
+    return CIMultiDict(
+        (_text(name), _text(value)) for name, value in upstream.headers if name.lower() not in drop
+    )
 
 
 async def forward(
     request: web.Request,
-    session: aiohttp.ClientSession,
-    url: URL,
+    pool: UpstreamPool,
+    target: str,
     metrics: Metrics,
     *,
     body: bytes | None = None,
     decision: str | None = None,
-    buffer: bool = False,
+    inspect: bool = False,
 ) -> web.StreamResponse:
     """Send the call upstream and relay the answer; ``body`` replaces a body already read.
 
-    With ``buffer`` the answer is read whole (gated calls, whose answers are
-    small and may be inspected); otherwise it is streamed.
+    With ``inspect`` an answer up to 1 MiB is returned as a ``web.Response``
+    whose body the caller may read (confirmations); larger ones are streamed.
     """
-    headers = upstream_headers(request, drop_length=body is not None)
-    data: Any = body if body is not None else (request.content if request.body_exists else None)
+    headers = upstream_headers(request)
+    payload: bytes | AsyncIterable[bytes] = b""
+    length = None
+    if body is not None:
+        payload = body
+    elif request.body_exists:
+        payload, length = request.content.iter_any(), request.content_length
     started = time.perf_counter()
-    metrics.in_flight.inc()
+    metrics.in_flight += 1
     try:
-        with _upstream_errors(metrics):
-            async with session.request(
-                request.method, url, headers=headers, data=data, allow_redirects=False
-            ) as upstream:
-                metrics.upstream_duration.observe(time.perf_counter() - started)
-                return await _relay(request, upstream, metrics, decision, buffer)
+        try:
+            upstream = await pool.request(request.method, target, headers, payload, length=length)
+        except (TimeoutError, UpstreamClosed) as exc:
+            raise _translated(exc, metrics) from exc
+        metrics.upstream_duration.observe(time.perf_counter() - started)
+        try:
+            return await _relay(request, upstream, metrics, decision, inspect)
+        finally:
+            upstream.release()
     finally:
-        metrics.in_flight.dec()
+        metrics.in_flight -= 1
 
 
 async def _relay(
     request: web.Request,
-    upstream: aiohttp.ClientResponse,
+    upstream: UpstreamResponse,
     metrics: Metrics,
     decision: str | None,
-    buffer: bool,
+    inspect: bool,
 ) -> web.StreamResponse:
     headers = _response_headers(upstream)
     if decision is not None:
         headers[DECISION_HEADER] = decision
-    length = upstream.content_length
-    bodiless = request.method == "HEAD" or upstream.status in _NO_BODY or upstream.status < 200
-    if not bodiless and (buffer or (length is not None and length <= _BUFFER_LIMIT)):
-        payload = await upstream.read()
-        headers.popall("Content-Length", None)
-        return web.Response(
-            status=upstream.status, reason=upstream.reason, headers=headers, body=payload
-        )
-    response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=headers)
-    await response.prepare(request)
-    if bodiless:
+    status, reason, length = upstream.status, upstream.reason, upstream.content_length
+    if request.method == "HEAD" or status in _NO_BODY or status < 200:
+        response = web.StreamResponse(status=status, reason=reason, headers=headers)
+        if length is not None and status not in _NO_BODY:
+            response.content_length = length
+        await response.prepare(request)
         await response.write_eof()
         return response
+    limit = _INSPECT_LIMIT if inspect else _BUFFER_LIMIT
+    chunks = upstream.chunks()
+    kept: list[bytes] = []
+    if length is None or length <= limit:
+        size = 0
+        with _upstream_errors(metrics):  # nothing sent yet: a failure can still be a 502
+            async for chunk in chunks:
+                kept.append(chunk)
+                size += len(chunk)
+                if size > limit:
+                    break
+            else:
+                return web.Response(
+                    status=status, reason=reason, headers=headers, body=b"".join(kept)
+                )
+    return await _stream(request, web.StreamResponse(status=status, reason=reason, headers=headers),
+                         length, kept, chunks, metrics)  # fmt: skip
+
+
+async def _stream(
+    request: web.Request,
+    response: web.StreamResponse,
+    length: int | None,
+    kept: list[bytes],
+    chunks: AsyncIterable[bytes],
+    metrics: Metrics,
+) -> web.StreamResponse:
+    if length is not None:
+        response.content_length = length
+    await response.prepare(request)
     try:
-        async for chunk in upstream.content.iter_any():
+        for chunk in kept:
             await response.write(chunk)
-    except (aiohttp.ClientError, TimeoutError):
+        async for chunk in chunks:
+            await response.write(chunk)
+    except (UpstreamClosed, TimeoutError):
         # The status line is gone already: cut the connection so the client
         # sees a truncated response, never a short body that looks complete.
-        # Return (not raise) the started response: a 502 could no longer be
-        # sent, and it would count the one failure a second time.
+        # Return (not raise) the started response: a 502 could no longer be sent.
         metrics.upstream_errors["aborted"].inc()
         if request.transport is not None:
             request.transport.abort()
@@ -180,22 +229,15 @@ async def _relay(
 
 
 async def fetch(
-    session: aiohttp.ClientSession, url: URL, headers: Mapping[str, str], limit_s: float
+    pool: UpstreamPool, target: str, headers: Mapping[str, str], limit_s: float
 ) -> Fetched:
     """GET a small resource for the gate's own use (never a caller's call)."""
+    pairs = [(name.encode(), value.encode()) for name, value in headers.items()]
     with _upstream_errors(None):
-        async with session.get(
-            url,
-            headers=headers,
-            allow_redirects=False,
-            timeout=aiohttp.ClientTimeout(total=limit_s),
-        ) as upstream:
-            body = await upstream.content.read(_FETCH_LIMIT + 1)
-            while len(body) <= _FETCH_LIMIT and not upstream.content.at_eof():
-                chunk = await upstream.content.read(_FETCH_LIMIT + 1 - len(body))
-                if not chunk:
-                    break
-                body += chunk
-            if len(body) > _FETCH_LIMIT:
-                raise UpstreamUnavailable("The upstream's answer is too large to inspect.")
-            return Fetched(upstream.status, upstream.reason or "", upstream.headers, body)
+        async with asyncio.timeout(limit_s):
+            upstream = await pool.request("GET", target, pairs)
+            try:
+                body = await upstream.read(_INSPECT_LIMIT)
+            finally:
+                upstream.release()
+    return Fetched(upstream.status, upstream.reason, _response_headers(upstream), body)

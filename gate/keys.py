@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import aiohttp
 from aiohttp import web
 from structlog.typing import FilteringBoundLogger
 
 from gate.acceptance import AcceptanceStore
 from gate.metrics import Metrics
 from gate.runtime import RuntimeHolder
+from gate.upstream import UpstreamPool
 
 __all__ = [
     "CONFIG_PATH",
@@ -33,7 +33,7 @@ class Lifecycle:
 
 
 RUNTIME = web.AppKey("runtime", RuntimeHolder)
-UPSTREAM = web.AppKey("upstream", aiohttp.ClientSession)
+UPSTREAM = web.AppKey("upstream", UpstreamPool)
 STORE = web.AppKey("store", AcceptanceStore)
 METRICS = web.AppKey("metrics", Metrics)
 LOGGER = web.AppKey("logger", FilteringBoundLogger)

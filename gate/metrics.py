@@ -70,9 +70,10 @@ class Metrics:
             "Entries in the acceptance cache.",
             registry=registry,
         )
-        self.in_flight = Gauge(
+        self.in_flight = 0  # a plain int on the hot path; the gauge reads it at scrape time
+        Gauge(
             "gate_requests_in_flight", "Proxy requests being handled.", registry=registry
-        )
+        ).set_function(lambda: float(self.in_flight))
         reloads = Counter(
             "gate_config_reloads_total",
             "Config reloads by result.",

@@ -52,28 +52,22 @@ async def handle(request: web.Request) -> web.StreamResponse:
             else ()
         )
         transaction = classify(runtime.rules, request.method, path, overrides)
-        url = URL.build(
-            scheme=runtime.upstream.scheme,
-            host=runtime.upstream.raw_host or "",
-            port=runtime.upstream.explicit_port,
-            path=runtime.upstream_prefix + path,
-            query_string=query,
-            encoded=True,
-        )
+        target = runtime.upstream_prefix + path + query
         if transaction is None:
-            return await forward(request, request.app[UPSTREAM], url, request.app[METRICS])
-        return await _gated(request, runtime, transaction, url)
+            return await forward(request, request.app[UPSTREAM], target, request.app[METRICS])
+        return await _gated(request, runtime, transaction, target)
     except GateError as error:
         return _answer(error)
 
 
 def _split_target(target: str) -> tuple[str, str]:
-    """Path and raw query of an origin-form (or absolute-form) request target."""
+    """The path, and the query with its '?' byte for byte, of an origin- or absolute-form target."""
     if not target.startswith("/") and target[:8].lower().startswith(("http://", "https://")):
         absolute = URL(target, encoded=True)
-        return absolute.raw_path, absolute.raw_query_string
-    path, _, query = target.partition("?")
-    return path, query
+        query = absolute.raw_query_string
+        return absolute.raw_path, f"?{query}" if query else ""
+    path, mark, query = target.partition("?")
+    return path, mark + query
 
 
 def _overrides(headers: CIMultiDictProxy[str]) -> tuple[Override, ...]:
@@ -100,11 +94,11 @@ class _Trace:
 
 
 async def _gated(
-    request: web.Request, runtime: Runtime, transaction: Transaction, url: URL
+    request: web.Request, runtime: Runtime, transaction: Transaction, target: str
 ) -> web.StreamResponse:
     trace = _Trace(transaction, time.perf_counter())
     try:
-        response = await _decide_and_forward(request, runtime, transaction, url, trace)
+        response = await _decide_and_forward(request, runtime, transaction, target, trace)
     except GateError as error:
         if trace.verdict is None or trace.verdict == Verdict.BLOCKED:
             trace.verdict = Verdict.BLOCKED.value
@@ -118,31 +112,31 @@ async def _gated(
 
 
 async def _decide_and_forward(
-    request: web.Request, runtime: Runtime, transaction: Transaction, url: URL, trace: _Trace
+    request: web.Request, runtime: Runtime, transaction: Transaction, target: str, trace: _Trace
 ) -> web.StreamResponse:
     app = request.app
     raw = await _read_body(request, runtime.max_gated_body)
     doc = body.parse(raw)
     if not _gated_by_body(runtime, transaction, doc):  # not gated: no identity needed (R2)
-        return await forward(request, app[UPSTREAM], url, app[METRICS], body=raw)
+        return await forward(request, app[UPSTREAM], target, app[METRICS], body=raw)
     trace.partner = partner = _partner(runtime, request.headers)
     if transaction.kind == "confirmation":
         _check_confirmation(doc)
         trace.verdict, trace.reason = Verdict.ALLOWED.value, Reason.CONFIRMATION.value
-        return await _confirm(request, transaction, partner, raw, url)
+        return await _confirm(request, transaction, partner, raw, target)
     caller = Caller(partner, transaction.customer, body.resellers(doc))
     trace.resellers = caller.resellers
-    decision = await _decide(request, runtime, transaction, caller, doc, url, trace)
+    decision = await _decide(request, runtime, transaction, caller, doc, target, trace)
     if decision is None:  # the edit changes no seats: not a gated call after all
-        return await forward(request, app[UPSTREAM], url, app[METRICS], body=raw)
+        return await forward(request, app[UPSTREAM], target, app[METRICS], body=raw)
     if isinstance(decision, web.Response):
         return decision
     trace.verdict, trace.reason = decision.verdict.value, decision.reason.value
     if decision.verdict is Verdict.BLOCKED:
         raise _refusal(runtime, decision, transaction, caller)
     return await forward(
-        request, app[UPSTREAM], url, app[METRICS],
-        body=raw, decision=decision.verdict.value, buffer=True,
+        request, app[UPSTREAM], target, app[METRICS],
+        body=raw, decision=decision.verdict.value,
     )  # fmt: skip
 
 
@@ -198,7 +192,7 @@ async def _decide(
     transaction: Transaction,
     caller: Caller,
     doc: Any,
-    url: URL,
+    target: str,
     trace: _Trace,
 ) -> Decision | web.Response | None:
     """The decision; an upstream denial to relay as it came; or None: no seat change."""
@@ -225,7 +219,7 @@ async def _decide(
         outcome.state is not State.ACCEPTED
         and transaction.when == "changes_quantity"
         and runtime.seat_changes_only
-        and not await _changes_seats(request, runtime, doc, url)
+        and not await _changes_seats(request, runtime, doc, target)
     ):
         return None
     return runtime.policy.decide(caller.partner, caller.customer, outcome.state, time.time())
@@ -236,7 +230,7 @@ _RELAYED = frozenset(
 )
 
 
-async def _changes_seats(request: web.Request, runtime: Runtime, doc: Any, url: URL) -> bool:
+async def _changes_seats(request: web.Request, runtime: Runtime, doc: Any, target: str) -> bool:
     """Whether a subscription edit asks for another seat count than the current one."""
     wanted = body.requested_quantity(doc)
     if not isinstance(wanted, int):
@@ -248,7 +242,7 @@ async def _changes_seats(request: web.Request, runtime: Runtime, doc: Any, url: 
     try:
         fetched = await fetch(
             request.app[UPSTREAM],
-            url.with_query(None),
+            target.partition("?")[0],
             headers,
             runtime.settings.acceptance.lookup_timeout_s,
         )
@@ -297,12 +291,12 @@ def _check_confirmation(doc: Any) -> None:
 
 
 async def _confirm(
-    request: web.Request, transaction: Transaction, partner: str, raw: bytes, url: URL
+    request: web.Request, transaction: Transaction, partner: str, raw: bytes, target: str
 ) -> web.StreamResponse:
     """Forward a valid confirmation; a success (or 'already exists') marks the pair accepted."""
     response = await forward(
-        request, request.app[UPSTREAM], url, request.app[METRICS],
-        body=raw, decision=Verdict.ALLOWED.value, buffer=True,
+        request, request.app[UPSTREAM], target, request.app[METRICS],
+        body=raw, decision=Verdict.ALLOWED.value, inspect=True,
     )  # fmt: skip
     if _proves_acceptance(response):
         request.app[STORE].record(partner, transaction.customer)

@@ -19,6 +19,7 @@ import collections
 import ssl
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from typing import cast
 
 import httptools
 from yarl import URL
@@ -43,6 +44,7 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self.idle_since = 0.0
         self._loop = asyncio.get_running_loop()
+        self.heard_at = self._loop.time()  # last sign of life, for the pool's watchdog
         self._reset()
         self._drained: asyncio.Future[None] | None = None
 
@@ -65,14 +67,15 @@ class _Connection(asyncio.Protocol):
     # -- asyncio.Protocol ---------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's TCPTransport quacks like asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         if self._head_ready is None or self.done:
             self._fail(UpstreamClosed("the upstream sent bytes nobody asked for"))
             return
         self._received_any = True
+        self.heard_at = self._loop.time()
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -151,7 +154,11 @@ class _Connection(asyncio.Protocol):
             self._head_ready.set_exception(error)
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_exception(error)
-        self.close()
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_exception(error)
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()  # close() would wait to flush to a peer that may be stuck
 
     def close(self) -> None:
         self.closed = True
@@ -160,18 +167,29 @@ class _Connection(asyncio.Protocol):
 
     def begin(self, method: str) -> asyncio.Future[UpstreamResponse]:
         self._reset()
+        self.heard_at = self._loop.time()
         self._bodiless = method == "HEAD"
         self._head_ready = self._loop.create_future()
         return self._head_ready
 
     async def write(self, data: bytes) -> None:
         if self.closed or self.transport is None:
-            raise UpstreamClosed("the upstream closed the connection")
+            raise self.error or UpstreamClosed("the upstream closed the connection")
         self.transport.write(data)
+        self.heard_at = self._loop.time()  # still sending: the upstream is not late yet
         if self._drained is not None:
             await self._drained
 
-    async def next_chunk(self, read_timeout: float) -> bytes | None:
+    def silent_for(self, now: float) -> float:
+        """How long an unfinished exchange has heard nothing from the upstream."""
+        if self._head_ready is None or self.done or self._buffered:
+            return 0.0  # idle, finished, or it is our reader that is slow, not the upstream
+        return now - self.heard_at
+
+    def time_out(self) -> None:
+        self._fail(TimeoutError("the upstream stayed silent for longer than read_timeout"))
+
+    async def next_chunk(self) -> bytes | None:
         """The next body chunk, or None at the end of the body."""
         while not self._chunks:
             if self.error is not None:
@@ -179,8 +197,7 @@ class _Connection(asyncio.Protocol):
             if self.done:
                 return None
             self._waiter = self._loop.create_future()
-            async with asyncio.timeout(read_timeout):
-                await self._waiter
+            await self._waiter
             self._waiter = None
         chunk = self._chunks.popleft()
         self._buffered -= len(chunk)
@@ -223,9 +240,7 @@ class UpstreamResponse:
         return None
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        assert self._pool is not None
-        read_timeout = self._pool.read_timeout
-        while (chunk := await self._conn.next_chunk(read_timeout)) is not None:
+        while (chunk := await self._conn.next_chunk()) is not None:
             yield chunk
 
     async def read(self, limit: int) -> bytes:
@@ -262,7 +277,9 @@ class UpstreamPool:
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self._idle: list[_Connection] = []
+        self._busy: set[_Connection] = set()
         self._slots = asyncio.Semaphore(limit)
+        self._watchdog: asyncio.TimerHandle | None = None
 
     async def request(
         self,
@@ -304,11 +321,14 @@ class UpstreamPool:
         if conn is None:
             conn = await self._connect()
         head_ready = conn.begin(method)
+        self._busy.add(conn)
+        if self._watchdog is None:
+            self._watch()
         try:
             await _send(conn, head, body)
-            async with asyncio.timeout(self.read_timeout):
-                response = await head_ready
+            response = await head_ready
         except BaseException:
+            self._busy.discard(conn)
             conn.close()
             if head_ready.done() and not head_ready.cancelled():
                 head_ready.exception()  # retrieved: the error raised here says it all
@@ -341,7 +361,16 @@ class UpstreamPool:
             raise UpstreamClosed(f"cannot connect to the upstream: {exc.strerror or exc}") from exc
         return conn
 
+    def _watch(self) -> None:
+        """Fail exchanges silent for over read_timeout; cheaper than a timer per call."""
+        now = asyncio.get_running_loop().time()
+        for conn in [c for c in self._busy if c.silent_for(now) > self.read_timeout]:
+            conn.time_out()
+        tick = min(1.0, self.read_timeout / 4)
+        self._watchdog = asyncio.get_running_loop().call_later(tick, self._watch)
+
     def give_back(self, conn: _Connection) -> None:
+        self._busy.discard(conn)
         self._slots.release()
         if conn.done and conn.keep_alive and not conn.closed and conn.error is None:
             conn.idle_since = time.monotonic()
@@ -351,7 +380,10 @@ class UpstreamPool:
             conn.close()
 
     def close(self) -> None:
-        for conn in self._idle:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        for conn in [*self._idle, *self._busy]:
             conn.close()
         self._idle.clear()
 
