@@ -143,7 +143,7 @@ def classify(
     lowered = path.lower()
     found = table.match(lowered.strip("/").split("/"))
     if found is None:
-        return _classify_matrix(table, method, lowered, overrides)
+        return _classify_lookalike(table, method, lowered, overrides)
     template, customer = found
     if overrides:
         own = template.by_method.get(method)
@@ -157,18 +157,30 @@ def classify(
     rule = template.by_method.get(method)
     if rule is None:
         return None
-    if ";" in customer:
-        raise AmbiguousPath("A gated path carries a ';' parameter.", [])
+    if ";" in customer or _TRIMMED.search(customer):
+        raise AmbiguousPath(
+            "A gated path carries a ';' parameter or a segment ending in '.' or a blank.", []
+        )
     return Transaction(rule.transaction, rule.name, rule.when, customer)
 
 
-def _classify_matrix(
+_TRIMMED = re.compile(r"(?:\.|%20|%09)+(?=/|$)")  # trailing dots and blanks of a segment
+
+
+def _classify_lookalike(
     table: RuleTable, method: str, lowered: str, overrides: Sequence[Override]
 ) -> Transaction | None:
-    """Some stacks drop ';params' from segments: refuse a path that would then be gated."""
-    if ";" not in lowered:
+    """Refuse a path that some upstream stack would read as a gated one.
+
+    ASP.NET and IIS trim trailing dots and spaces from segments, Java stacks
+    drop ';params': ``/orders.`` or ``/orders;x`` must not pass as ungated.
+    """
+    if ";" not in lowered and not _TRIMMED.search(lowered):
         return None
     stripped = "/".join(segment.partition(";")[0] for segment in lowered.split("/"))
-    if classify(table, method, normalize(stripped or "/"), overrides) is not None:
-        raise AmbiguousPath("A gated path carries a ';' parameter.", [])
+    stripped = _TRIMMED.sub("", stripped)
+    if stripped != lowered and classify(table, method, normalize(stripped or "/"), overrides):
+        raise AmbiguousPath(
+            "A gated path carries a ';' parameter or a segment ending in '.' or a blank.", []
+        )
     return None

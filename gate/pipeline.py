@@ -45,6 +45,8 @@ async def handle(request: web.Request) -> web.StreamResponse:
         path, query = _split_target(request.raw_path)
         path = normalize(path)
         headers = request.headers
+        if "Transfer-Encoding" in headers:
+            _check_transfer_coding(headers)
         overrides = (
             _overrides(headers)
             if "X-HTTP-Method-Override" in headers
@@ -68,6 +70,17 @@ def _split_target(target: str) -> tuple[str, str]:
         return absolute.raw_path, f"?{query}" if query else ""
     path, mark, query = target.partition("?")
     return path, mark + query
+
+
+def _check_transfer_coding(headers: CIMultiDictProxy[str]) -> None:
+    """Only plain chunking: the gate re-frames bodies and cannot carry other codings on."""
+    codings = ",".join(headers.getall("Transfer-Encoding")).lower().replace(" ", "")
+    if codings != "chunked":
+        raise AmbiguousBody(
+            "Only 'Transfer-Encoding: chunked' is accepted; other transfer codings would "
+            "reach the upstream under a different framing than they were sent with.",
+            [{"header": "Transfer-Encoding"}],
+        )
 
 
 def _overrides(headers: CIMultiDictProxy[str]) -> tuple[Override, ...]:

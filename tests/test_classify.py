@@ -249,10 +249,17 @@ def test_customer_guid_is_lowercased() -> None:
         pytest.param("POST", f"{C}/ORDERS;X", id="uppercase"),
         pytest.param("PATCH", f"{C}/subscriptions;a/sub-1", id="seat-change"),
         pytest.param("POST", f"{C}/agreements;v=2", id="confirmation"),
+        pytest.param("POST", f"{C}/orders.", id="trailing-dot"),
+        pytest.param("POST", f"{C}/orders...", id="trailing-dots"),
+        pytest.param("POST", f"{C}/orders%20", id="trailing-encoded-space"),
+        pytest.param("POST", f"{C}/orders%09", id="trailing-encoded-tab"),
+        pytest.param("POST", f"{C}/orders%2E", id="trailing-encoded-dot"),
+        pytest.param("POST", f"/v1/customers/{CUSTOMER}./orders", id="customer-trailing-dot"),
+        pytest.param("POST", f"/v1/customers%20/{CUSTOMER}/orders", id="literal-trailing-blank"),
     ],
 )
 def test_matrix_params_on_gated_paths_are_refused(method: str, path: str) -> None:
-    """§2: a ';param' that some stacks strip would turn the path into a gated one: refused."""
+    """§2: a ;param, trailing dot or blank that some stacks strip would make it gated: refused."""
     with pytest.raises(AmbiguousPath):
         classify(RULES, method, normalize(path))
 
@@ -263,6 +270,8 @@ def test_matrix_params_on_gated_paths_are_refused(method: str, path: str) -> Non
         pytest.param("GET", f"{C}/orders;x=1", None, id="read-with-param"),
         pytest.param("POST", "/v1/things;x=1", None, id="ungated-path"),
         pytest.param("POST", f"{C}/orderz;x=1", None, id="ungated-after-stripping"),
+        pytest.param("POST", f"{C}/orders.json", None, id="dot-inside-segment"),
+        pytest.param("GET", f"{C}/orders.", None, id="read-with-trailing-dot"),
         pytest.param(
             "PATCH",
             f"{C}/orders/order-1;x=1",

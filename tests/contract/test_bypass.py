@@ -83,6 +83,8 @@ REFUSED_SPELLINGS = [
     pytest.param(f"/v1/customers/{_C};x=1/orders", id="param-on-customer"),
     pytest.param(f"/v1;x/customers/{_C}/orders", id="param-on-first-segment"),
     pytest.param(f"/v1/customers/{_C}/orders;", id="empty-param"),
+    pytest.param(f"/v1/customers/{_C}/orders.", id="trailing-dot-iis-trims"),
+    pytest.param(f"/v1/customers/{_C}/orders%20", id="trailing-blank-iis-trims"),
     pytest.param(f"/v1/customers/{_C}%2Forders", id="encoded-slash-upper"),
     pytest.param(f"/v1/customers/{_C}%2forders", id="encoded-slash-lower"),
     pytest.param(f"/v1/customers/{_C}/x%2F..%2Forders", id="encoded-slash-dot-dot"),

@@ -211,3 +211,24 @@ async def test_pipelined_requests_each_get_their_own_answer(gate: Gate) -> None:
         "last",
     ]
     assert _orders_at_sandbox(gate) == []
+
+
+@pytest.mark.parametrize(
+    "coding",
+    [
+        pytest.param("gzip, chunked", id="gzip-then-chunked"),
+        pytest.param("deflate,chunked", id="deflate-then-chunked"),
+    ],
+)
+async def test_transfer_codings_other_than_chunked_are_refused(gate: Gate, coding: str) -> None:
+    """§2 framing: a transfer coding the gate would silently drop is refused, never forwarded."""
+    head = (
+        f"POST /v1/customers/c/things HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: {coding}\r\n"
+        "Connection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+    )
+    port = gate.client.server.port
+    assert port is not None
+    [response] = await exchange(port, head.encode())
+    assert response.status == 400
+    assert json.loads(response.body)["errorName"] == "AmbiguousBody"
+    assert gate.upstream.sandbox.received == []
