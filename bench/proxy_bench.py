@@ -24,10 +24,7 @@ import urllib.request
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-TOKEN = (
-    "eyJhbGciOiAibm9uZSJ9."
-    "eyJ0aWQiOiAiMTExMTExMTEtYWFhYS00YWFhLThhYWEtMTExMTExMTExMTExIn0.sig"
-)
+TOKEN = "eyJhbGciOiAibm9uZSJ9.eyJ0aWQiOiAiMTExMTExMTEtYWFhYS00YWFhLThhYWEtMTExMTExMTExMTExIn0.sig"
 NGINX_CONF = """
 worker_processes 1;
 daemon off;

@@ -75,6 +75,30 @@ class _Walkthrough:
                 print("   log: " + " ".join(f"{k}={entry.get(k)}" for k in keys), file=self.out)
 
 
+_ORDERS = f"/v1/customers/{CUSTOMER}/orders"
+_AGREEMENTS = f"/v1/customers/{CUSTOMER}/agreements"
+_SEATS = f"/v1/customers/{CUSTOMER}/subscriptions/sub-1"
+_INCOMPLETE = {**_CONFIRMATION, "primaryContact": {"firstName": "Ada"}}
+# (what a person should see, method, path, partner, body, expected status)
+_STEPS: tuple[tuple[str, str, str, str, Any, int], ...] = (
+    ("Partner A orders for a customer with no confirmed acceptance",
+     "POST", _ORDERS, PARTNER_A, _ORDER, 403),
+    ("A confirmation missing the email is refused, never forwarded",
+     "POST", _AGREEMENTS, PARTNER_A, _INCOMPLETE, 400),
+    ("Partner A confirms the customer's acceptance of the MCA",
+     "POST", _AGREEMENTS, PARTNER_A, _CONFIRMATION, 201),
+    ("Partner A orders again: allowed and forwarded", "POST", _ORDERS, PARTNER_A, _ORDER, 201),
+    ("Partner B, same customer: each partner must confirm",
+     "POST", _ORDERS, PARTNER_B, _ORDER, 403),
+    ("Partner B renames the subscription (same quantity): not gated",
+     "PATCH", _SEATS, PARTNER_B, {"quantity": 10, "nickname": "HQ"}, 200),
+    ("Partner B raises the seat count: a seat change, blocked",
+     "PATCH", _SEATS, PARTNER_B, {"quantity": 25}, 403),
+    ("Reads pass untouched, with no acceptance lookup",
+     "GET", f"/v1/customers/{CUSTOMER}", PARTNER_B, None, 200),
+)  # fmt: skip
+
+
 async def run_demo(out: TextIO) -> int:
     upstream_runner, upstream = await _start(sandbox.create_app())
     logs = io.StringIO()
@@ -83,76 +107,11 @@ async def run_demo(out: TextIO) -> int:
     gate_runner, gate = await _start(gate_app)
     gate_app[STATE].listening = True
     print(f"sandbox Partner Center: {upstream}\ngate (enforce mode):    {gate}", file=out)
-    orders = f"/v1/customers/{CUSTOMER}/orders"
-    agreements = f"/v1/customers/{CUSTOMER}/agreements"
-    seats = f"/v1/customers/{CUSTOMER}/subscriptions/sub-1"
     try:
         async with aiohttp.ClientSession() as client:
             walk = _Walkthrough(out, client, gate, logs)
-            await walk.call(
-                "Partner A orders for a customer with no confirmed acceptance",
-                "POST",
-                orders,
-                PARTNER_A,
-                _ORDER,
-                403,
-            )
-            await walk.call(
-                "A confirmation missing the email is refused, never forwarded",
-                "POST",
-                agreements,
-                PARTNER_A,
-                {**_CONFIRMATION, "primaryContact": {"firstName": "Ada"}},
-                400,
-            )
-            await walk.call(
-                "Partner A confirms the customer's acceptance of the MCA",
-                "POST",
-                agreements,
-                PARTNER_A,
-                _CONFIRMATION,
-                201,
-            )
-            await walk.call(
-                "Partner A orders again: allowed and forwarded",
-                "POST",
-                orders,
-                PARTNER_A,
-                _ORDER,
-                201,
-            )
-            await walk.call(
-                "Partner B, same customer: each partner must confirm",
-                "POST",
-                orders,
-                PARTNER_B,
-                _ORDER,
-                403,
-            )
-            await walk.call(
-                "Partner B renames the subscription (same quantity): not gated",
-                "PATCH",
-                seats,
-                PARTNER_B,
-                {"quantity": 10, "nickname": "HQ"},
-                200,
-            )
-            await walk.call(
-                "Partner B raises the seat count: a seat change, blocked",
-                "PATCH",
-                seats,
-                PARTNER_B,
-                {"quantity": 25},
-                403,
-            )
-            await walk.call(
-                "Reads pass untouched, with no acceptance lookup",
-                "GET",
-                f"/v1/customers/{CUSTOMER}",
-                PARTNER_B,
-                None,
-                200,
-            )
+            for step in _STEPS:
+                await walk.call(*step)
     finally:
         await gate_runner.cleanup()
         await upstream_runner.cleanup()
