@@ -8,35 +8,20 @@ logged and counted.
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
-
 from aiohttp import web
 from multidict import CIMultiDictProxy
 from yarl import URL
 
-from gate import body, confirmation
-from gate.classify import METHOD_OVERRIDE_HEADERS, Override, Transaction, classify, normalize
+from gate.classify import METHOD_OVERRIDE_HEADERS, Override, classify, normalize
 from gate.errors import (
-    AcceptanceStatusUnavailable,
     AmbiguousBody,
-    BodyTooLarge,
-    CustomerAcceptanceRequired,
     GateError,
-    InvalidAcceptance,
-    PartnerUnknown,
 )
-from gate.forward import DECISION_HEADER, fetch, forward
-from gate.identity import Caller, partner_from_header, partner_from_token
-from gate.keys import LOGGER, METRICS, RUNTIME, STORE, UPSTREAM
-from gate.policy import Decision, Reason, State, Verdict
-from gate.runtime import Runtime
+from gate.forward import forward
+from gate.gated import handle_gated
+from gate.keys import METRICS, RUNTIME, UPSTREAM
 
 __all__ = ["handle"]
-
-_ALREADY_CONFIRMED = 600061
 
 
 async def handle(request: web.Request) -> web.StreamResponse:
@@ -57,7 +42,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
         target = runtime.upstream_prefix + path + query
         if transaction is None:
             return await forward(request, request.app[UPSTREAM], target, request.app[METRICS])
-        return await _gated(request, runtime, transaction, target)
+        return await handle_gated(request, runtime, transaction, target)
     except GateError as error:
         return _answer(error)
 
@@ -91,260 +76,3 @@ def _overrides(headers: CIMultiDictProxy[str]) -> tuple[Override, ...]:
 
 def _answer(error: GateError) -> web.Response:
     return web.Response(status=error.status, body=error.body(), headers=error.response_headers())
-
-
-@dataclass(slots=True)
-class _Trace:
-    """What one gated call's decision log line will say."""
-
-    transaction: Transaction
-    started: float
-    partner: str | None = None
-    resellers: tuple[str, ...] = ()
-    verdict: str | None = None
-    reason: str = ""
-    cache: str = "none"
-
-
-async def _gated(
-    request: web.Request, runtime: Runtime, transaction: Transaction, target: str
-) -> web.StreamResponse:
-    trace = _Trace(transaction, time.perf_counter())
-    try:
-        response = await _decide_and_forward(request, runtime, transaction, target, trace)
-    except GateError as error:
-        if trace.verdict is None or trace.verdict == Verdict.BLOCKED:
-            trace.verdict = Verdict.BLOCKED.value
-            trace.reason = trace.reason or error.error_name
-        error.headers.setdefault(DECISION_HEADER, trace.verdict)
-        _record(request, trace, error.status, error.error_name)
-        raise
-    if trace.verdict is not None:
-        _record(request, trace, response.status, None)
-    return response
-
-
-async def _decide_and_forward(
-    request: web.Request, runtime: Runtime, transaction: Transaction, target: str, trace: _Trace
-) -> web.StreamResponse:
-    app = request.app
-    raw = await _read_body(request, runtime.max_gated_body)
-    doc = body.parse(raw)
-    if not _gated_by_body(runtime, transaction, doc):  # not gated: no identity needed (R2)
-        return await forward(request, app[UPSTREAM], target, app[METRICS], body=raw)
-    trace.partner = partner = _partner(runtime, request.headers)
-    if transaction.kind == "confirmation":
-        _check_confirmation(doc)
-        trace.verdict, trace.reason = Verdict.ALLOWED.value, Reason.CONFIRMATION.value
-        return await _confirm(request, transaction, partner, raw, target)
-    caller = Caller(partner, transaction.customer, body.resellers(doc))
-    trace.resellers = caller.resellers
-    decision = await _decide(request, runtime, transaction, caller, doc, target, trace)
-    if decision is None:  # the edit changes no seats: not a gated call after all
-        return await forward(request, app[UPSTREAM], target, app[METRICS], body=raw)
-    if isinstance(decision, web.Response):
-        return decision
-    trace.verdict, trace.reason = decision.verdict.value, decision.reason.value
-    if decision.verdict is Verdict.BLOCKED:
-        raise _refusal(runtime, decision, transaction, caller)
-    return await forward(
-        request, app[UPSTREAM], target, app[METRICS],
-        body=raw, decision=decision.verdict.value,
-    )  # fmt: skip
-
-
-def _partner(runtime: Runtime, headers: CIMultiDictProxy[str]) -> str:
-    if runtime.partner_header:
-        partner = partner_from_header(headers.getall(runtime.partner_header, ()))
-        source = f"the {runtime.partner_header} header"
-    else:
-        partner = partner_from_token(headers.getall("Authorization", ()))
-        source = "a bearer token with exactly one tid claim"
-    if partner is None:
-        raise PartnerUnknown(
-            f"The gate cannot identify the calling partner: it needs {source}.",
-            [{"expected": source}],
-        )
-    return partner
-
-
-async def _read_body(request: web.Request, limit: int) -> bytes:
-    """A gated call's whole body, which the gate must read before deciding."""
-    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
-    if encoding not in ("", "identity"):
-        raise AmbiguousBody(
-            "The gate cannot inspect an encoded body on a gated call; send it unencoded.",
-            [{"header": "Content-Encoding"}],
-        )
-    too_large = BodyTooLarge(
-        f"A gated call's body may be at most {limit} bytes.", [{"limit": limit}]
-    )
-    if request.content_length is not None and request.content_length > limit:
-        raise too_large
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.content.iter_any():
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _gated_by_body(runtime: Runtime, transaction: Transaction, doc: Any) -> bool:
-    if transaction.when == "adds_line_items":
-        return not body.is_cancel_only(doc)
-    if transaction.when == "changes_quantity" and runtime.seat_changes_only:
-        return body.requested_quantity(doc) is not None
-    return True
-
-
-async def _decide(
-    request: web.Request,
-    runtime: Runtime,
-    transaction: Transaction,
-    caller: Caller,
-    doc: Any,
-    target: str,
-    trace: _Trace,
-) -> Decision | web.Response | None:
-    """The decision; an upstream denial to relay as it came; or None: no seat change."""
-    exempt = runtime.policy.exemption(caller.partner)
-    if exempt is not None:
-        return exempt
-    store = request.app[STORE]
-    outcome = store.peek(caller.partner, caller.customer) or await store.lookup(
-        caller.partner,
-        caller.customer,
-        request.headers.get("Authorization", ""),
-        request.headers.get("MS-CorrelationId"),
-    )
-    trace.cache = outcome.cache
-    if outcome.denied is not None:
-        trace.verdict, trace.reason = Verdict.BLOCKED.value, "upstream_denied"
-        denied = outcome.denied
-        headers = {k: v for k, v in denied.headers.items() if k.lower() in _RELAYED}
-        headers[DECISION_HEADER] = Verdict.BLOCKED.value
-        return web.Response(
-            status=denied.status, reason=denied.reason, headers=headers, body=denied.body
-        )
-    if (
-        outcome.state is not State.ACCEPTED
-        and transaction.when == "changes_quantity"
-        and runtime.seat_changes_only
-        and not await _changes_seats(request, runtime, doc, target)
-    ):
-        return None
-    return runtime.policy.decide(caller.partner, caller.customer, outcome.state, time.time())
-
-
-_RELAYED = frozenset(
-    {"content-type", "www-authenticate", "ms-correlationid", "ms-requestid", "ms-cv", "date"}
-)
-
-
-async def _changes_seats(request: web.Request, runtime: Runtime, doc: Any, target: str) -> bool:
-    """Whether a subscription edit asks for another seat count than the current one."""
-    wanted = body.requested_quantity(doc)
-    if not isinstance(wanted, int):
-        return True
-    headers = {
-        "Authorization": request.headers.get("Authorization", ""),
-        "Accept": "application/json",
-    }
-    try:
-        fetched = await fetch(
-            request.app[UPSTREAM],
-            target.partition("?")[0],
-            headers,
-            runtime.settings.acceptance.lookup_timeout_s,
-        )
-        current = body.parse(fetched.body) if fetched.status == 200 else None
-    except GateError:
-        return True  # unreadable: treated as a seat change
-    have = body.requested_quantity(current)
-    return not isinstance(have, int) or have != wanted
-
-
-def _refusal(
-    runtime: Runtime, decision: Decision, transaction: Transaction, caller: Caller
-) -> GateError:
-    if decision.reason is Reason.LOOKUP_ERROR:
-        retry_after = str(runtime.settings.acceptance.retry_after_s)
-        return AcceptanceStatusUnavailable(
-            "The gate could not confirm the customer's acceptance of the Microsoft Cloud "
-            "Agreement right now, and policy holds gated calls until it can. Retry later.",
-            [{"customer": caller.customer, "partner": caller.partner}],
-            headers={"Retry-After": retry_after},
-        )
-    resolve = f"POST /v1/customers/{caller.customer}/agreements"
-    return CustomerAcceptanceRequired(
-        f"Customer {caller.customer} has no confirmed acceptance of the Microsoft Cloud "
-        f"Agreement for partner {caller.partner}, which a {transaction.kind} requires. "
-        f"Confirm it with {resolve}, then retry.",
-        [
-            {
-                "customer": caller.customer,
-                "partner": caller.partner,
-                "transaction": transaction.kind,
-                "rule": transaction.rule,
-                "resolve": resolve,
-            }
-        ],
-    )
-
-
-def _check_confirmation(doc: Any) -> None:
-    problems = confirmation.problems(doc, datetime.now(UTC))
-    if problems:
-        raise InvalidAcceptance(
-            "The acceptance confirmation is incomplete or malformed; it was not forwarded.",
-            problems,
-        )
-
-
-async def _confirm(
-    request: web.Request, transaction: Transaction, partner: str, raw: bytes, target: str
-) -> web.StreamResponse:
-    """Forward a valid confirmation; a success (or 'already exists') marks the pair accepted."""
-    response = await forward(
-        request, request.app[UPSTREAM], target, request.app[METRICS],
-        body=raw, decision=Verdict.ALLOWED.value, inspect=True,
-    )  # fmt: skip
-    if _proves_acceptance(response):
-        request.app[STORE].record(partner, transaction.customer)
-    return response
-
-
-def _proves_acceptance(response: web.StreamResponse) -> bool:
-    if 200 <= response.status < 300:
-        return True
-    if not 400 <= response.status < 500 or not isinstance(response, web.Response):
-        return False
-    try:
-        doc = body.parse(response.body if isinstance(response.body, bytes) else b"")
-    except GateError:
-        return False
-    code = doc.get("code") if isinstance(doc, dict) else None
-    return str(code) == str(_ALREADY_CONFIRMED)
-
-
-def _record(request: web.Request, trace: _Trace, status: int, error: str | None) -> None:
-    """One log line and one count per gated decision; ids only, never personal data."""
-    verdict = trace.verdict or Verdict.BLOCKED.value
-    request.app[METRICS].decisions[(trace.transaction.kind, verdict)].inc()
-    request.app[LOGGER].info(
-        "decision",
-        partner=trace.partner,
-        customer=trace.transaction.customer,
-        resellers=list(trace.resellers),
-        transaction=trace.transaction.kind,
-        rule=trace.transaction.rule,
-        decision=verdict,
-        reason=trace.reason,
-        cache=trace.cache,
-        status=status,
-        error=error,
-        latency_ms=round((time.perf_counter() - trace.started) * 1000, 3),
-        correlation_id=request.headers.get("MS-CorrelationId"),
-    )

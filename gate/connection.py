@@ -1,0 +1,250 @@
+"""One keep-alive HTTP/1.1 connection to the upstream, parsed by httptools (llhttp, in C).
+
+The protocol carries one exchange at a time: ``begin()`` arms it, llhttp's
+callbacks fill in the answer's head and queue body chunks, and reading
+pauses the socket while more than 256 KiB wait unread. Errors end the
+exchange and abort the connection; ``UpstreamResponse.release()`` hands it
+back to whoever lent it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import AsyncIterator, Callable
+from typing import cast
+
+import httptools
+
+__all__ = ["Connection", "UpstreamClosed", "UpstreamResponse"]
+
+_HIGH_WATER = 256 * 1024  # buffered body bytes before the upstream socket is paused
+
+
+class UpstreamClosed(Exception):
+    """The upstream connection broke, or what came back was not valid HTTP."""
+
+
+class Connection(asyncio.Protocol):
+    """One keep-alive connection; carries one exchange at a time."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.idle_since = 0.0
+        self._loop = asyncio.get_running_loop()
+        self.heard_at = self._loop.time()  # last sign of life, for the pool's watchdog
+        self._reset()
+        self._drained: asyncio.Future[None] | None = None
+
+    def _reset(self) -> None:
+        self._parser = httptools.HttpResponseParser(self)
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._reason = b""
+        self._head_ready: asyncio.Future[UpstreamResponse] | None = None
+        self._chunks: collections.deque[bytes] = collections.deque()
+        self._buffered = 0
+        self._waiter: asyncio.Future[None] | None = None
+        self._response: UpstreamResponse | None = None
+        self._bodiless = False
+        self._informational = False
+        self._received_any = False
+        self.done = False
+        self.keep_alive = False
+        self.error: BaseException | None = None
+
+    # -- asyncio.Protocol ---------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's TCPTransport quacks like asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self._head_ready is None or self.done:
+            self._fail(UpstreamClosed("the upstream sent bytes nobody asked for"))
+            return
+        self._received_any = True
+        self.heard_at = self._loop.time()
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(UpstreamClosed(f"the upstream's answer is not valid HTTP: {exc}"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        response = self._response
+        if self._head_ready is not None and not self.done:
+            if response is not None and response.until_close:
+                self.done = True  # a body delimited by the end of the connection
+                self._wake()
+            else:
+                self._fail(UpstreamClosed("the upstream closed the connection"))
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_exception(UpstreamClosed("the upstream closed the connection"))
+
+    def pause_writing(self) -> None:
+        self._drained = self._loop.create_future()
+
+    def resume_writing(self) -> None:
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+        self._drained = None
+
+    # -- llhttp callbacks ---------------------------------------------------
+
+    def on_status(self, reason: bytes) -> None:
+        self._reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        status = self._parser.get_status_code()
+        if 100 <= status < 200 and status != 101:
+            self._informational = True  # 100 Continue and kin: wait for the real answer
+            self._headers, self._reason = [], b""
+            return
+        headers = self._headers
+        response = UpstreamResponse(self, status, self._reason.decode("latin-1"), headers)
+        self._response = response
+        if self._bodiless:  # llhttp would wait for a HEAD body: end here, never reuse
+            self.done, self.keep_alive = True, False
+        if self._head_ready is not None and not self._head_ready.done():
+            self._head_ready.set_result(response)
+
+    def on_body(self, chunk: bytes) -> None:
+        if self.done:
+            return  # the body of a HEAD answer does not exist; llhttp cannot know that
+        self._chunks.append(chunk)
+        self._buffered += len(chunk)
+        if self._buffered > _HIGH_WATER and self.transport is not None:
+            self.transport.pause_reading()
+        self._wake()
+
+    def on_message_complete(self) -> None:
+        if self._informational:
+            self._informational = False
+            return
+        if not self.done:
+            self.done = True
+            self.keep_alive = self._parser.should_keep_alive()
+        self._wake()
+
+    # -- the exchange -------------------------------------------------------
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def _fail(self, error: BaseException) -> None:
+        if self.error is None:
+            self.error = error
+        if self._head_ready is not None and not self._head_ready.done():
+            self._head_ready.set_exception(error)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_exception(error)
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_exception(error)
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()  # close() would wait to flush to a peer that may be stuck
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+    def begin(self, method: str) -> asyncio.Future[UpstreamResponse]:
+        self._reset()
+        self.heard_at = self._loop.time()
+        self._bodiless = method == "HEAD"
+        self._head_ready = self._loop.create_future()
+        return self._head_ready
+
+    async def write(self, data: bytes) -> None:
+        if self.closed or self.transport is None:
+            raise self.error or UpstreamClosed("the upstream closed the connection")
+        self.transport.write(data)
+        self.heard_at = self._loop.time()  # still sending: the upstream is not late yet
+        if self._drained is not None:
+            await self._drained
+
+    def silent_for(self, now: float) -> float:
+        """How long an unfinished exchange has heard nothing from the upstream."""
+        if self._head_ready is None or self.done or self._buffered:
+            return 0.0  # idle, finished, or it is our reader that is slow, not the upstream
+        return now - self.heard_at
+
+    def time_out(self) -> None:
+        self._fail(TimeoutError("the upstream stayed silent for longer than read_timeout"))
+
+    async def next_chunk(self) -> bytes | None:
+        """The next body chunk, or None at the end of the body."""
+        while not self._chunks:
+            if self.error is not None:
+                raise self.error
+            if self.done:
+                return None
+            self._waiter = self._loop.create_future()
+            await self._waiter
+            self._waiter = None
+        chunk = self._chunks.popleft()
+        self._buffered -= len(chunk)
+        if self._buffered <= _HIGH_WATER // 2 and self.transport is not None:
+            self.transport.resume_reading()
+        return chunk
+
+    def idle(self) -> None:
+        """Between exchanges: any byte the upstream sends now is an error."""
+        self._head_ready = None
+
+    @property
+    def received_any(self) -> bool:
+        return self._received_any
+
+
+class UpstreamResponse:
+    """An answer whose head has arrived; the body is read with ``chunks()`` or ``read()``."""
+
+    __slots__ = ("_conn", "headers", "on_release", "reason", "status", "until_close")
+
+    def __init__(
+        self, conn: Connection, status: int, reason: str, headers: list[tuple[bytes, bytes]]
+    ) -> None:
+        self._conn = conn
+        self.on_release: Callable[[Connection], None] | None = None
+        self.status = status
+        self.reason = reason
+        self.headers = headers
+        framed = any(
+            name.lower() in (b"content-length", b"transfer-encoding") for name, _ in headers
+        )
+        self.until_close = not framed
+
+    @property
+    def content_length(self) -> int | None:
+        for name, value in self.headers:
+            if name.lower() == b"content-length":
+                return int(value) if value.strip().isdigit() else None
+        return None
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        while (chunk := await self._conn.next_chunk()) is not None:
+            yield chunk
+
+    async def read(self, limit: int) -> bytes:
+        """The whole body; UpstreamClosed when it is longer than ``limit``."""
+        parts: list[bytes] = []
+        size = 0
+        async for chunk in self.chunks():
+            size += len(chunk)
+            if size > limit:
+                raise UpstreamClosed(f"the upstream's answer is over {limit} bytes")
+            parts.append(chunk)
+        return b"".join(parts)
+
+    def release(self) -> None:
+        """Give the connection back: to the pool when the exchange ended cleanly."""
+        if self.on_release is not None:
+            on_release, self.on_release = self.on_release, None
+            on_release(self._conn)
