@@ -140,7 +140,7 @@ class AcceptanceStore:
             for (p, c), e in list(self._cache.items())
             if e.state is State.ACCEPTED
         ]
-        partial = path.with_name(path.name + ".partial")
+        partial = path.with_name(f"{path.name}.{os.getpid()}.partial")  # workers share the path
         partial.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
         os.replace(partial, path)
         return len(rows)

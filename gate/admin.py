@@ -16,7 +16,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from gate.config import ConfigError, load
+from gate.config import ConfigError, Settings, load
 from gate.keys import CONFIG_PATH, LOGGER, METRICS, RUNTIME, STATE, STORE
 from gate.runtime import compile_settings
 
@@ -93,6 +93,18 @@ async def drop_acceptance(request: web.Request) -> web.Response:
     return _json({"partner": partner, "customer": customer, "error": "not cached"}, 404)
 
 
+def _check_restart_free(old: Settings, new: Settings) -> None:
+    """Refuse what a reload cannot apply: the upstream pool and listeners are built once."""
+    fixed = {
+        "upstream.url": (old.upstream.url, new.upstream.url),
+        "server.listen": (old.server.listen, new.server.listen),
+        "admin.listen": (old.admin.listen, new.admin.listen),
+    }
+    problems = [f"{key}: changes need a restart" for key, (a, b) in fixed.items() if a != b]
+    if problems:
+        raise ConfigError(problems)
+
+
 def reload(app: web.Application) -> list[str]:
     """Re-read the config and swap it in at once; a bad file changes nothing.
 
@@ -101,6 +113,7 @@ def reload(app: web.Application) -> list[str]:
     path = app[CONFIG_PATH]
     try:
         runtime = compile_settings(load(Path(path) if path else None))
+        _check_restart_free(app[RUNTIME].current.settings, runtime.settings)
     except ConfigError as error:
         app[METRICS].reloads["error"].inc()
         app[LOGGER].error("reload_refused", path=path, problems=error.problems)

@@ -14,6 +14,8 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from yarl import URL
+
 from gate.config import Rule
 from gate.errors import AmbiguousMethod, AmbiguousPath
 
@@ -24,6 +26,7 @@ __all__ = [
     "Transaction",
     "classify",
     "normalize",
+    "split_target",
 ]
 
 METHOD_OVERRIDE_HEADERS = ("X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override")
@@ -97,6 +100,16 @@ def _decode_unreserved(path: str) -> str:
     return _PERCENT.sub(replace, path)
 
 
+def split_target(target: str) -> tuple[str, str]:
+    """The path, and the query with its '?' byte for byte, of an origin- or absolute-form target."""
+    if not target.startswith("/") and target[:8].lower().startswith(("http://", "https://")):
+        absolute = URL(target, encoded=True)
+        query = absolute.raw_query_string
+        return absolute.raw_path, f"?{query}" if query else ""
+    path, mark, query = target.partition("?")
+    return path, mark + query
+
+
 def normalize(path: str) -> str:
     """The canonical form of a request path (no query), or AmbiguousPath."""
     if not path.startswith("/"):
@@ -146,12 +159,15 @@ def classify(
         return _classify_lookalike(table, method, lowered, overrides)
     template, customer = found
     if overrides:
-        own = template.by_method.get(method)
-        method = _override(overrides)
-        if own is not None and own.method != method:
-            raise AmbiguousMethod(  # an upstream that ignores the override would run `own`
-                "A method-override header on a gated call names another method; "
-                "the gate cannot know which one the upstream obeys.",
+        wanted = _override(overrides)
+        gated = method in template.by_method or wanted in template.by_method
+        if wanted != method and gated:
+            # The gate forwards the method it was sent; an upstream that honours the
+            # override would run another one, which then was never checked (or the
+            # reverse). Refuse rather than guess which method the upstream obeys.
+            raise AmbiguousMethod(
+                "A method-override header on a gated path names another method than "
+                "the request's own; send the call with its real method.",
                 [{"headers": list(METHOD_OVERRIDE_HEADERS)}],
             )
     rule = template.by_method.get(method)

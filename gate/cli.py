@@ -22,7 +22,7 @@ from aiohttp import web
 from gate import __version__
 from gate.admin import reload
 from gate.app import create_admin_app, create_app
-from gate.classify import classify, normalize
+from gate.classify import classify, normalize, split_target
 from gate.config import ConfigError, Settings, load, parse_listen
 from gate.errors import GateError
 from gate.keys import LOGGER, STATE
@@ -147,9 +147,8 @@ def _explain(config: str | None, method: str, target: str, partner: str | None) 
     if settings is None:
         return 2
     runtime = compile_settings(settings)
-    raw_path = target.partition("?")[0]
     try:
-        path = normalize(raw_path)
+        path = normalize(split_target(target)[0])
         transaction = classify(runtime.rules, method.upper(), path)
     except GateError as error:
         print(f"refused: {error.status} {error.error_name}: {error.description}")

@@ -55,12 +55,15 @@ def _date_agreed(value: Any) -> datetime:
         )
     except ValueError:
         raise ValueError("must be an ISO 8601 date, e.g. 2024-05-01T00:00:00Z") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    if moment.tzinfo is not None:
+        return moment
+    # A date or time with no zone is local to someone, who may already be 14 hours ahead.
+    return moment.replace(tzinfo=UTC) - _ZONE_SLACK
 
 
 def _not_future(value: datetime, info: ValidationInfo) -> datetime:
     now: datetime = info.context["now"] if info.context else datetime.now(UTC)
-    if value > now + _ZONE_SLACK:
+    if value > now:
         raise ValueError("must not be in the future")
     return value
 

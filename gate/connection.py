@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import collections
 from collections.abc import AsyncIterator, Callable
-from typing import cast
+from typing import Any, cast
 
 import httptools
 
@@ -49,6 +49,8 @@ class Connection(asyncio.Protocol):
         self._bodiless = False
         self._informational = False
         self._received_any = False
+        self.sending = False  # the request is not fully written yet
+        self.answered = False  # the final answer's head has arrived
         self.done = False
         self.keep_alive = False
         self.error: BaseException | None = None
@@ -74,21 +76,33 @@ class Connection(asyncio.Protocol):
         self.closed = True
         response = self._response
         if self._head_ready is not None and not self.done:
-            if response is not None and response.until_close:
-                self.done = True  # a body delimited by the end of the connection
+            if response is not None and response.until_close and exc is None:
+                self.done = True  # a body delimited by the (orderly) end of the connection
                 self._wake()
             else:
                 self._fail(UpstreamClosed("the upstream closed the connection"))
-        if self._drained is not None and not self._drained.done():
-            self._drained.set_exception(UpstreamClosed("the upstream closed the connection"))
+        self._release_writer(UpstreamClosed("the upstream closed the connection"))
 
     def pause_writing(self) -> None:
-        self._drained = self._loop.create_future()
+        self._drained = self._future()
 
     def resume_writing(self) -> None:
-        if self._drained is not None and not self._drained.done():
-            self._drained.set_result(None)
-        self._drained = None
+        self.heard_at = self._loop.time()  # the upstream read what we sent
+        self._release_writer(None)
+
+    def _release_writer(self, error: BaseException | None) -> None:
+        """Wake a write() waiting for the socket to drain; it fails only if nobody answered."""
+        drained, self._drained = self._drained, None
+        if drained is not None and not drained.done():
+            if error is None or self.answered:
+                drained.set_result(None)
+            else:
+                drained.set_exception(error)
+
+    def _future(self) -> asyncio.Future[Any]:
+        future = self._loop.create_future()
+        future.add_done_callback(_consume)
+        return future
 
     # -- llhttp callbacks ---------------------------------------------------
 
@@ -107,6 +121,8 @@ class Connection(asyncio.Protocol):
         headers = self._headers
         response = UpstreamResponse(self, status, self._reason.decode("latin-1"), headers)
         self._response = response
+        self.answered = True
+        self._release_writer(None)  # an early answer: stop sending, never reuse the connection
         if self._bodiless:  # llhttp would wait for a HEAD body: end here, never reuse
             self.done, self.keep_alive = True, False
         if self._head_ready is not None and not self._head_ready.done():
@@ -143,8 +159,7 @@ class Connection(asyncio.Protocol):
             self._head_ready.set_exception(error)
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_exception(error)
-        if self._drained is not None and not self._drained.done():
-            self._drained.set_exception(error)
+        self._release_writer(error)
         self.closed = True
         if self.transport is not None:
             self.transport.abort()  # close() would wait to flush to a peer that may be stuck
@@ -158,7 +173,8 @@ class Connection(asyncio.Protocol):
         self._reset()
         self.heard_at = self._loop.time()
         self._bodiless = method == "HEAD"
-        self._head_ready = self._loop.create_future()
+        self.sending = True
+        self._head_ready = self._future()
         return self._head_ready
 
     async def write(self, data: bytes) -> None:
@@ -170,9 +186,11 @@ class Connection(asyncio.Protocol):
             await self._drained
 
     def silent_for(self, now: float) -> float:
-        """How long an unfinished exchange has heard nothing from the upstream."""
+        """How long an unfinished exchange has waited on the upstream, and only on it."""
         if self._head_ready is None or self.done or self._buffered:
             return 0.0  # idle, finished, or it is our reader that is slow, not the upstream
+        if self.sending and self._drained is None:
+            return 0.0  # waiting for the client's next body bytes
         return now - self.heard_at
 
     def time_out(self) -> None:
@@ -185,7 +203,7 @@ class Connection(asyncio.Protocol):
                 raise self.error
             if self.done:
                 return None
-            self._waiter = self._loop.create_future()
+            self._waiter = self._future()
             await self._waiter
             self._waiter = None
         chunk = self._chunks.popleft()
@@ -248,3 +266,9 @@ class UpstreamResponse:
         if self.on_release is not None:
             on_release, self.on_release = self.on_release, None
             on_release(self._conn)
+
+
+def _consume(future: asyncio.Future[Any]) -> None:
+    """Mark an internal future's error as seen: the exchange reports it another way."""
+    if not future.cancelled():
+        future.exception()

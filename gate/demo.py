@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+from datetime import date
 from typing import Any, TextIO
 
 import aiohttp
@@ -26,7 +27,7 @@ PARTNER_B = "22222222-bbbb-4bbb-8bbb-222222222222"
 CUSTOMER = "c0ffee00-1234-4321-abcd-0123456789ab"
 _ORDER = {"lineItems": [{"lineItemNumber": 0, "offerId": "CFQ7TTC0LH18:0001", "quantity": 5}]}
 _CONFIRMATION = {
-    "dateAgreed": "2026-11-30T09:00:00Z",
+    "dateAgreed": date.today().isoformat(),  # today: never 'in the future', whenever it runs
     "primaryContact": {"firstName": "Ada", "lastName": "Lovelace", "email": "ada@contoso.example"},
     "templateId": MCA_TEMPLATE_ID,
     "type": "MicrosoftCloudAgreement",

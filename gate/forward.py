@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from multidict import CIMultiDict
 
+from gate.classify import METHOD_OVERRIDE_HEADERS
 from gate.errors import GateError, UpstreamTimeout, UpstreamUnavailable
 from gate.metrics import Metrics
 from gate.upstream import UpstreamClosed, UpstreamPool, UpstreamResponse
@@ -52,6 +53,7 @@ _REQUEST_DROP = _HOP_BY_HOP | {
     b"x-forwarded-host",
 }
 _RESPONSE_DROP = _HOP_BY_HOP | {b"content-length"}
+_OVERRIDE_NAMES = frozenset(name.lower().encode() for name in METHOD_OVERRIDE_HEADERS)
 _BUFFER_LIMIT = 64 * 1024  # answers up to this size are relayed in one write
 _INSPECT_LIMIT = 1024 * 1024  # gated answers up to this size are kept for inspection
 _NO_BODY = frozenset({204, 304})
@@ -96,11 +98,19 @@ def _dropped(headers: Sequence[tuple[bytes, bytes]], names: frozenset[bytes]) ->
     return names.union(tokens) if tokens else names
 
 
+def _kept(name: bytes, drop: frozenset[bytes]) -> bool:
+    lowered = name.lower()
+    if b"_" in lowered:  # IIS reads X_Original_URL as X-Original-URL: drop the look-alikes
+        lowered = lowered.replace(b"_", b"-")
+        return lowered not in drop and lowered not in _OVERRIDE_NAMES
+    return lowered not in drop
+
+
 def upstream_headers(request: web.Request) -> list[tuple[bytes, bytes]]:
     """The client's raw headers minus hop-by-hop ones, plus X-Forwarded-*."""
     raw = request.raw_headers
     drop = _dropped(raw, _REQUEST_DROP)
-    headers = [(name, value) for name, value in raw if name.lower() not in drop]
+    headers = [(name, value) for name, value in raw if _kept(name, drop)]
     forwarded = [value for name, value in raw if name.lower() == b"x-forwarded-for"]
     peer = (request.remote or "unknown").encode()
     headers.append((b"X-Forwarded-For", b", ".join([*forwarded, peer])))
@@ -151,9 +161,13 @@ async def forward(
     metrics.in_flight += 1
     try:
         try:
-            upstream = await pool.request(request.method, target, headers, payload, length=length)
+            upstream = await pool.request(
+                request.method, target, headers, payload, length=length, retry=body is None
+            )  # a gated call (its body already read) is never re-sent, whatever its method
         except (TimeoutError, UpstreamClosed) as exc:
             raise _translated(exc, metrics) from exc
+        except ConnectionResetError:
+            return web.Response(status=400)  # the client went away mid-upload; nobody reads this
         metrics.upstream_duration.observe(time.perf_counter() - started)
         try:
             return await _relay(request, upstream, metrics, decision, inspect)
@@ -232,7 +246,9 @@ async def fetch(
     pool: UpstreamPool, target: str, headers: Mapping[str, str], limit_s: float
 ) -> Fetched:
     """GET a small resource for the gate's own use (never a caller's call)."""
-    pairs = [(name.encode(), value.encode()) for name, value in headers.items()]
+    pairs = [
+        (name.encode(), value.encode("utf-8", "surrogateescape")) for name, value in headers.items()
+    ]
     with _upstream_errors(None):
         async with asyncio.timeout(limit_s):
             upstream = await pool.request("GET", target, pairs)

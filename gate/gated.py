@@ -50,6 +50,7 @@ class _Trace:
     verdict: str | None = None
     reason: str = ""
     cache: str = "none"
+    gated: bool = True  # False once the body shows the call is not gated after all
 
 
 async def handle_gated(
@@ -59,6 +60,8 @@ async def handle_gated(
     try:
         response = await _decide_and_forward(request, runtime, transaction, target, trace)
     except GateError as error:
+        if not trace.gated:
+            raise  # forwarded like any ungated call: no header, no decision
         if trace.verdict is None or trace.verdict == Verdict.BLOCKED:
             trace.verdict = Verdict.BLOCKED.value
             trace.reason = trace.reason or error.error_name
@@ -77,6 +80,7 @@ async def _decide_and_forward(
     raw = await _read_body(request, runtime.max_gated_body)
     doc = body.parse(raw)
     if not _gated_by_body(runtime, transaction, doc):  # not gated: no identity needed (R2)
+        trace.gated = False
         return await forward(request, app[UPSTREAM], target, app[METRICS], body=raw)
     trace.partner = partner = _partner(runtime, request.headers)
     if transaction.kind == "confirmation":
@@ -87,6 +91,7 @@ async def _decide_and_forward(
     trace.resellers = caller.resellers
     decision = await _decide(request, runtime, transaction, caller, doc, target, trace)
     if decision is None:  # the edit changes no seats: not a gated call after all
+        trace.gated = False
         return await forward(request, app[UPSTREAM], target, app[METRICS], body=raw)
     if isinstance(decision, web.Response):
         return decision
@@ -116,8 +121,8 @@ def _partner(runtime: Runtime, headers: CIMultiDictProxy[str]) -> str:
 
 async def _read_body(request: web.Request, limit: int) -> bytes:
     """A gated call's whole body, which the gate must read before deciding."""
-    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
-    if encoding not in ("", "identity"):
+    encodings = {value.strip().lower() for value in request.headers.getall("Content-Encoding", ())}
+    if encodings - {"", "identity"}:
         raise AmbiguousBody(
             "The gate cannot inspect an encoded body on a gated call; send it unencoded.",
             [{"header": "Content-Encoding"}],
@@ -169,7 +174,7 @@ async def _decide(
     if outcome.denied is not None:
         trace.verdict, trace.reason = Verdict.BLOCKED.value, "upstream_denied"
         denied = outcome.denied
-        headers = {k: v for k, v in denied.headers.items() if k.lower() in _RELAYED}
+        headers = denied.headers.copy()  # as it came, less hop-by-hop framing
         headers[DECISION_HEADER] = Verdict.BLOCKED.value
         return web.Response(
             status=denied.status, reason=denied.reason, headers=headers, body=denied.body
@@ -182,11 +187,6 @@ async def _decide(
     ):
         return None
     return runtime.policy.decide(caller.partner, caller.customer, outcome.state, time.time())
-
-
-_RELAYED = frozenset(
-    {"content-type", "www-authenticate", "ms-correlationid", "ms-requestid", "ms-cv", "date"}
-)
 
 
 async def _changes_seats(request: web.Request, runtime: Runtime, doc: Any, target: str) -> bool:

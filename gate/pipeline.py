@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from aiohttp import web
 from multidict import CIMultiDictProxy
-from yarl import URL
 
-from gate.classify import METHOD_OVERRIDE_HEADERS, Override, classify, normalize
+from gate.classify import METHOD_OVERRIDE_HEADERS, Override, classify, normalize, split_target
 from gate.errors import (
     AmbiguousBody,
     GateError,
@@ -27,7 +26,7 @@ __all__ = ["handle"]
 async def handle(request: web.Request) -> web.StreamResponse:
     runtime = request.app[RUNTIME].current
     try:
-        path, query = _split_target(request.raw_path)
+        path, query = split_target(request.raw_path)
         path = normalize(path)
         headers = request.headers
         if "Transfer-Encoding" in headers:
@@ -45,16 +44,6 @@ async def handle(request: web.Request) -> web.StreamResponse:
         return await handle_gated(request, runtime, transaction, target)
     except GateError as error:
         return _answer(error)
-
-
-def _split_target(target: str) -> tuple[str, str]:
-    """The path, and the query with its '?' byte for byte, of an origin- or absolute-form target."""
-    if not target.startswith("/") and target[:8].lower().startswith(("http://", "https://")):
-        absolute = URL(target, encoded=True)
-        query = absolute.raw_query_string
-        return absolute.raw_path, f"?{query}" if query else ""
-    path, mark, query = target.partition("?")
-    return path, mark + query
 
 
 def _check_transfer_coding(headers: CIMultiDictProxy[str]) -> None:

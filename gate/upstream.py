@@ -58,17 +58,22 @@ class UpstreamPool:
         body: bytes | AsyncIterable[bytes] | None = None,
         *,
         length: int | None = None,
+        retry: bool = True,
     ) -> UpstreamResponse:
-        """Send one request; the caller must ``release()`` the answer."""
+        """Send one request; the caller must ``release()`` the answer.
+
+        ``retry=False`` forbids even the one re-send of an idempotent method.
+        """
         head = _render_head(method, target, self.host_header, headers, body, length)
-        await self._slots.acquire()
+        await self._acquire()
         try:
             conn = self._checkout()
             try:
                 return await self._exchange(conn, method, head, body)
             except UpstreamClosed:
                 retry = (
-                    conn is not None
+                    retry
+                    and conn is not None
                     and method in _IDEMPOTENT
                     and not conn.received_any
                     and not isinstance(body, AsyncIterable)
@@ -95,15 +100,34 @@ class UpstreamPool:
             self._watch()
         try:
             await _send(conn, head, body)
+        except (UpstreamClosed, OSError):
+            if not _answered(head_ready):  # an answer that came early still stands
+                self._busy.discard(conn)
+                conn.close()
+                raise
+        except BaseException:
+            self._busy.discard(conn)
+            conn.close()
+            raise
+        try:
             response = await head_ready
         except BaseException:
             self._busy.discard(conn)
             conn.close()
-            if head_ready.done() and not head_ready.cancelled():
-                head_ready.exception()  # retrieved: the error raised here says it all
             raise
         response.on_release = self.give_back
         return response
+
+    async def _acquire(self) -> None:
+        """A connection slot; waiting longer than connect_timeout for one is a 502."""
+        if not self._slots.locked():
+            await self._slots.acquire()
+            return
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise UpstreamClosed("every upstream connection is busy") from None
 
     def _checkout(self) -> Connection | None:
         """A pooled connection still open and not idle too long, or None."""
@@ -126,6 +150,8 @@ class UpstreamPool:
                     ssl=self._ssl,
                     server_hostname=self.host if self._ssl else None,
                 )
+        except TimeoutError:
+            raise UpstreamClosed("connecting to the upstream timed out") from None
         except OSError as exc:
             raise UpstreamClosed(f"cannot connect to the upstream: {exc.strerror or exc}") from exc
         return conn
@@ -141,7 +167,8 @@ class UpstreamPool:
     def give_back(self, conn: Connection) -> None:
         self._busy.discard(conn)
         self._slots.release()
-        if conn.done and conn.keep_alive and not conn.closed and conn.error is None:
+        reusable = conn.done and conn.keep_alive and not conn.sending
+        if reusable and not conn.closed and conn.error is None:
             conn.idle_since = time.monotonic()
             conn.idle()
             self._idle.append(conn)
@@ -188,19 +215,30 @@ def _render_head(
 
 
 async def _send(conn: Connection, head: bytes, body: bytes | AsyncIterable[bytes] | None) -> None:
+    """Write the request; ``conn.sending`` turns False only once every byte is out."""
     if body is None or isinstance(body, bytes):
         if body and len(body) > _INLINE_BODY:
             await conn.write(head)
+            if conn.answered:
+                return
             await conn.write(body)
         else:
             await conn.write(head + body if body else head)
+        conn.sending = False
         return
     await conn.write(head)
     chunked = head.endswith(b"Transfer-Encoding: chunked\r\n\r\n")
     async for chunk in body:
-        if conn.done or conn.error is not None:
-            return  # the upstream answered early: stop sending, keep its answer
+        if conn.answered or conn.error is not None:
+            return  # the upstream answered early: stop sending (the connection is not reused)
         if chunk:
             await conn.write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk)
+    if conn.answered:
+        return
     if chunked:
         await conn.write(b"0\r\n\r\n")
+    conn.sending = False
+
+
+def _answered(head_ready: asyncio.Future[UpstreamResponse]) -> bool:
+    return head_ready.done() and not head_ready.cancelled() and head_ready.exception() is None

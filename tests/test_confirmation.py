@@ -77,9 +77,8 @@ PASCAL = {
         pytest.param(confirmation(dateAgreed="2024-05-01T10:00:00+05:30"), id="offset-datetime"),
         pytest.param(confirmation(dateAgreed="2018-11-07T00:00:00Z"), id="years-old"),
         pytest.param(confirmation(dateAgreed="2024-06-01T12:00:00Z"), id="now"),
-        pytest.param(
-            confirmation(dateAgreed="2024-06-02T01:00:00Z"), id="tomorrow-in-utc-today-in-kiribati"
-        ),
+        pytest.param(confirmation(dateAgreed="2024-06-02"), id="tomorrow-in-utc-today-in-kiribati"),
+        pytest.param(confirmation(dateAgreed="2024-06-02T01:00:00+14:00"), id="kiribati-offset"),
         pytest.param(confirmation(templateId=MCA_TEMPLATE_ID.upper()), id="template-id-uppercase"),
         pytest.param(confirmation(agreementLink="https://example.invalid"), id="extra-field"),
         pytest.param(
@@ -137,6 +136,9 @@ def test_missing_fields_are_named(doc: dict[str, Any], expected: list[str]) -> N
     ("doc", "field"),
     [
         pytest.param(confirmation(dateAgreed="2024-06-05T00:00:00Z"), "dateAgreed", id="future"),
+        pytest.param(
+            confirmation(dateAgreed="2024-06-01T13:00:00Z"), "dateAgreed", id="an-hour-ahead-in-utc"
+        ),
         pytest.param(confirmation(dateAgreed="2024-06-03"), "dateAgreed", id="future-date-only"),
         pytest.param(confirmation(dateAgreed="yesterday"), "dateAgreed", id="not-a-date"),
         pytest.param(confirmation(dateAgreed="2024-13-01"), "dateAgreed", id="month-13"),

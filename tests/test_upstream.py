@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
@@ -231,3 +233,115 @@ async def test_stale_pooled_connection_retry(
         with pytest.raises(UpstreamClosed):
             await upstream.request(method, "/", [], b"")
         assert server.connections == 1
+
+
+async def _big_body(chunks: int, pause_s: float = 0.0) -> AsyncIterator[bytes]:
+    for _ in range(chunks):
+        if pause_s:
+            await asyncio.sleep(pause_s)
+        yield b"x" * 65536
+
+
+async def test_early_answer_is_returned_and_the_connection_never_reused(
+    raw_server: StartRaw,
+) -> None:
+    """An answer before the whole body went out stands, and that connection is retired.
+
+    Reusing it would let the rest of the unsent body (or the next request) be
+    read by the upstream as part of another call: request smuggling.
+    """
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        server.requests.append(head)
+        if head.startswith(b"PUT"):
+            await reader.read(65536)  # a little of the body, then answer and stop reading
+            writer.write(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 2\r\n\r\nno")
+            await writer.drain()
+            await asyncio.sleep(3)
+            return
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+
+    server, url = await raw_server(script)
+    upstream = pool(url)
+    early = await upstream.request("PUT", "/up", [], _big_body(400), length=400 * 65536)
+    assert early.status == 413
+    assert await early.read(10) == b"no"
+    early.release()
+    after = await upstream.request("GET", "/next", [])
+    assert after.status == 200
+    after.release()
+    assert server.connections == 2
+    upstream.close()
+
+
+async def test_a_reset_cuts_a_close_delimited_body_into_an_error(raw_server: StartRaw) -> None:
+    """A body delimited by the connection's end must end in an orderly close, not a reset."""
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await server.read_request(reader)
+        writer.write(b'HTTP/1.1 200 OK\r\n\r\n{"items": [1,2,')
+        await writer.drain()
+        linger = struct.pack("ii", 1, 0)  # close with RST, not FIN
+        writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+        writer.transport.abort()
+
+    server, url = await raw_server(script)
+    response = await pool(url).request("GET", "/", [])
+    with pytest.raises(UpstreamClosed):
+        await response.read(1000)
+    response.release()
+
+
+async def test_a_slow_client_body_is_not_upstream_silence(raw_server: StartRaw) -> None:
+    """read_timeout counts the upstream's silence only, not pauses in the caller's upload."""
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        received = b""
+        while not received.endswith(b"0\r\n\r\n"):
+            received += await reader.read(65536)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    _, url = await raw_server(script)
+    response = await pool(url, read_timeout=0.2).request("POST", "/", [], _big_body(3, 0.3))
+    assert response.status == 200
+    response.release()
+
+
+async def test_waiting_for_a_busy_pool_is_bounded(raw_server: StartRaw) -> None:
+    """With every connection taken, a caller waits connect_timeout at most, then fails."""
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await server.read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+
+    server, url = await raw_server(script)
+    upstream = UpstreamPool(url, limit=1, connect_timeout=0.2, read_timeout=2.0)
+    held = await upstream.request("GET", "/", [])
+    with pytest.raises(UpstreamClosed):
+        await upstream.request("GET", "/", [])
+    held.release()
+    again = await upstream.request("GET", "/", [])
+    assert again.status == 200
+    again.release()
+
+
+async def test_retry_false_forbids_even_an_idempotent_resend(raw_server: StartRaw) -> None:
+    """Gated calls pass retry=False: a dead pooled connection fails the call, once."""
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await server.read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        await server.read_request(reader)  # the second call: read it, answer nothing
+
+    server, url = await raw_server(script)
+    upstream = pool(url)
+    first = await upstream.request("PUT", "/", [], b"{}")
+    first.release()
+    with pytest.raises(UpstreamClosed):
+        await upstream.request("PUT", "/", [], b"{}", retry=False)
+    assert server.connections == 1

@@ -18,7 +18,15 @@ from yarl import URL
 from gate.sandbox import make_token
 from tests.conftest import Gate
 from tests.contract.conftest import exchange
-from tests.support import CUSTOMER, PARTNER_A, auth, order, orders_path
+from tests.support import (
+    CUSTOMER,
+    PARTNER_A,
+    agreements_path,
+    auth,
+    confirmation,
+    order,
+    orders_path,
+)
 
 _C = CUSTOMER
 
@@ -158,19 +166,41 @@ async def test_pass_through_path_is_forwarded_normalised(gate: Gate) -> None:
 
 
 @pytest.mark.parametrize("header", ["X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override"])
-async def test_method_override_to_post_is_classified_as_post(gate: Gate, header: str) -> None:
-    """§2 no bypass: GET plus a method-override header naming POST is gated as that POST."""
+async def test_method_override_to_post_is_refused(gate: Gate, header: str) -> None:
+    """§2 no bypass: GET plus a method-override header naming POST is refused, never forwarded."""
     response = await gate.client.get(orders_path(), headers={**auth(), header: "post"})
+    assert response.status == 400
+    assert (await response.json())["errorName"] == "AmbiguousMethod"
+    assert _forwarded(gate) == []
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD", "OPTIONS"])
+async def test_override_cannot_fake_a_confirmation(gate: Gate, method: str) -> None:
+    """R5 no bypass: a read dressed up as POST .../agreements never marks the pair accepted."""
+    response = await gate.client.request(
+        method,
+        agreements_path(),
+        json=confirmation(),
+        headers={**auth(), "X-HTTP-Method-Override": "POST"},
+    )
+    assert response.status == 400
+    order_response = await gate.client.post(orders_path(), json=order(), headers=auth())
+    assert order_response.status == 403
+
+
+async def test_same_method_override_is_harmless(gate: Gate) -> None:
+    """§2: an override naming the request's own method classifies as that method."""
+    response = await gate.client.post(
+        orders_path(), json=order(), headers={**auth(), "X-HTTP-Method-Override": "POST"}
+    )
     assert response.status == 403
     assert (await response.json())["errorName"] == "CustomerAcceptanceRequired"
-    assert _forwarded(gate) == []
 
 
 async def test_method_override_to_get_on_an_order_is_not_a_way_out(gate: Gate) -> None:
     """§2 no bypass: POST on an order path with an override naming GET is never forwarded."""
     status, body = await _post(gate, orders_path(), headers={"X-HTTP-Method-Override": "GET"})
-    assert status in (400, 403), body
-    assert body["errorName"] in ("AmbiguousMethod", "CustomerAcceptanceRequired")
+    assert (status, body["errorName"]) == (400, "AmbiguousMethod")
     assert _forwarded(gate) == []
 
 
@@ -273,3 +303,30 @@ async def test_encoded_body_on_a_gated_call_is_refused(gate: Gate, accepted: boo
     )
     assert (status, body["errorName"]) == (400, "AmbiguousBody")
     assert _forwarded(gate) == []
+
+
+async def test_a_second_content_encoding_header_is_not_overlooked(gate: Gate) -> None:
+    """§2 ambiguous body: identity then gzip could be read two ways: refused, never forwarded."""
+    headers = [
+        *auth().items(),
+        ("Content-Type", "application/json"),
+        ("Content-Encoding", "identity"),
+        ("Content-Encoding", "gzip"),
+    ]
+    body = json.dumps({"status": "cancelled"}).encode()
+    response = await gate.client.patch(f"{orders_path()}/order-1", data=body, headers=headers)
+    assert response.status == 400
+    assert (await response.json())["errorName"] == "AmbiguousBody"
+    assert gate.upstream.sandbox.received == []
+
+
+@pytest.mark.parametrize("header", ["X_Original_URL", "X_Rewrite_URL", "X_HTTP_Method_Override"])
+async def test_underscore_spellings_of_override_headers_are_dropped(
+    gate: Gate, header: str
+) -> None:
+    """§2: IIS reads X_Original_URL as X-Original-URL, so the look-alike never reaches it."""
+    response = await gate.client.get("/v1/customers", headers={header: orders_path()})
+    assert response.status == 200
+    (received,) = gate.upstream.sandbox.received
+    assert header not in received.headers
+    assert header.replace("_", "-") not in received.headers

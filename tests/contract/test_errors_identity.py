@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Gate, StartGate
+from tests.contract.conftest import exchange, free_port
 from tests.support import (
     CUSTOMER,
     PARTNER_A,
@@ -192,3 +193,36 @@ async def test_gated_body_with_repeated_key_is_ambiguous(
     assert response.headers["X-Gate-Decision"] == "blocked"
     assert (await response.json())["errorName"] == "AmbiguousBody"
     assert gate.upstream.sandbox.calls(method, path) == []
+
+
+@pytest.mark.parametrize(
+    ("path", "doc"),
+    [
+        pytest.param(subscription_path(), {"nickname": "HQ"}, id="edit-without-quantity"),
+        pytest.param(f"{orders_path()}/order-1", {"status": "cancelled"}, id="cancel-only"),
+    ],
+)
+async def test_failure_of_a_call_that_turned_out_ungated_carries_no_decision(
+    start_gate: StartGate, path: str, doc: dict[str, Any]
+) -> None:
+    """§2: a call the body shows is not gated fails like any pass-through: no header, no log."""
+    gate = await start_gate(upstream={"url": f"http://127.0.0.1:{free_port()}"})
+    response = await gate.client.patch(path, json=doc, headers=auth())
+    assert response.status == 502
+    assert (await response.json())["errorName"] == "UpstreamUnavailable"
+    assert "X-Gate-Decision" not in response.headers
+    assert decisions(gate.logs) == []
+
+
+async def test_an_undecodable_authorization_byte_is_no_crash(gate: Gate) -> None:
+    """§2: a token with a non-UTF-8 byte is relayed on lookups as sent, not a bare 500."""
+    token = auth()["Authorization"].encode() + b"\xff"
+    head = (
+        f"POST {orders_path()} HTTP/1.1\r\nHost: gate\r\nContent-Type: application/json\r\n"
+        f"Content-Length: 2\r\nConnection: close\r\n"
+    ).encode()
+    port = gate.client.server.port
+    assert port is not None
+    [response] = await exchange(port, head + b"Authorization: " + token + b"\r\n\r\n{}")
+    assert response.status == 403
+    assert response.headers["X-Gate-Decision"] == "blocked"

@@ -105,3 +105,18 @@ async def test_readyz_reports_starting_and_draining(start_gate: StartGate) -> No
     assert (await draining.json())["status"] == "draining"
     gate.app[STATE].listening = gate.app[STATE].draining = False
     assert (await gate.admin.get("/readyz")).status == 503
+
+
+async def test_reload_refuses_what_needs_a_restart(
+    aiohttp_client: AiohttpClient, upstream: Upstream, tmp_path: Path
+) -> None:
+    """§5: a reload that changes upstream.url is refused, not half-applied."""
+    config = tmp_path / "gate.toml"
+    config.write_text(f'[upstream]\nurl = "{upstream.url}"\n')
+    app = create_app(load(config), log_stream=io.StringIO(), config_path=str(config))
+    client = await aiohttp_client(app, server_kwargs={"host": "127.0.0.1"})
+    config.write_text(f'[upstream]\nurl = "{upstream.url}/api"\n')
+    assert reload(app) == ["upstream.url: changes need a restart"]
+    response = await client.get("/v1/customers")
+    assert response.status == 200
+    assert upstream.sandbox.received[-1].path == "/v1/customers"
