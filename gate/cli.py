@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ipaddress
 import os
 import signal
 import sys
@@ -110,6 +111,8 @@ async def _serve(settings: Settings, config_path: str | None, *, with_admin: boo
     logger = app[LOGGER]
     if settings.authz.listen:
         logger.warning("authz_not_available", listen=settings.authz.listen)
+    if with_admin and not settings.admin.token and not _loopback(admin_host):
+        logger.warning("admin_without_token", listen=settings.admin.listen)
     logger.info(
         "listening",
         version=__version__,
@@ -132,6 +135,13 @@ async def _serve(settings: Settings, config_path: str | None, *, with_admin: boo
     await admin_runner.cleanup()
     logger.info("stopped")
     return 0
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def _check_config(path: str) -> int:
