@@ -27,6 +27,7 @@ from gate.classify import classify, normalize, split_target
 from gate.config import ConfigError, Settings, load, parse_listen
 from gate.errors import GateError
 from gate.keys import LOGGER, STATE
+from gate.logs import redact_library_logs
 from gate.policy import State, Verdict
 from gate.runtime import compile_settings
 
@@ -86,6 +87,7 @@ def _serve_workers(settings: Settings, config_path: str | None) -> int:
 
 async def _serve(settings: Settings, config_path: str | None, *, with_admin: bool = True) -> int:
     app = create_app(settings, config_path=config_path)
+    redact_library_logs(app[LOGGER])
     admin = create_admin_app(settings, app)
     grace = settings.server.shutdown_grace_s
     proxy_runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=grace)

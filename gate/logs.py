@@ -14,7 +14,7 @@ from typing import TextIO
 import structlog
 from structlog.typing import FilteringBoundLogger, Processor
 
-__all__ = ["make_logger"]
+__all__ = ["make_logger", "redact_library_logs"]
 
 
 def make_logger(level: str, fmt: str, stream: TextIO) -> FilteringBoundLogger:
@@ -35,3 +35,31 @@ def make_logger(level: str, fmt: str, stream: TextIO) -> FilteringBoundLogger:
         cache_logger_on_first_use=True,
     )
     return logger
+
+
+class _Redacted(logging.Handler):
+    """Re-logs a library record as its kind alone: aiohttp's own messages quote raw bytes.
+
+    A malformed request is logged by aiohttp with the offending header line or
+    body bytes in it, which can be a bearer token or a contact's email.
+    """
+
+    def __init__(self, logger: FilteringBoundLogger) -> None:
+        super().__init__(logging.WARNING)
+        self._logger = logger
+
+    def emit(self, record: logging.LogRecord) -> None:
+        error = record.exc_info[1] if record.exc_info else None
+        self._logger.warning(
+            "library_error",
+            source=record.name,
+            error=type(error).__name__ if error is not None else None,
+            status=getattr(error, "code", None),
+        )
+
+
+def redact_library_logs(logger: FilteringBoundLogger) -> None:
+    """Send aiohttp's log records through ``logger``, stripped of their text."""
+    library = logging.getLogger("aiohttp")
+    library.handlers[:] = [_Redacted(logger)]
+    library.propagate = False

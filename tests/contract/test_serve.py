@@ -11,8 +11,8 @@ import aiohttp
 import pytest
 
 from tests.conftest import Upstream
-from tests.contract.conftest import Served, ServeGate, free_port, serve_toml
-from tests.support import auth, order, orders_path
+from tests.contract.conftest import Served, ServeGate, exchange, free_port, serve_toml
+from tests.support import CONTACT_EMAIL, auth, order, orders_path
 
 
 async def _order(served: Served) -> tuple[int, str | None, str]:
@@ -175,3 +175,29 @@ async def test_workers_share_the_port_and_stop_on_sigterm(
 
 def _alive(pid: int) -> bool:
     return Path(f"/proc/{pid}").exists()
+
+
+async def test_malformed_requests_never_put_tokens_or_contacts_in_the_logs(
+    serve_gate: ServeGate,
+) -> None:
+    """§5 logs: aiohttp quotes a malformed request's bytes; the gate logs only its kind."""
+    served = await serve_gate()
+    token = auth()["Authorization"].encode()
+    port = int(served.proxy_url.rsplit(":", 1)[1])
+    bad_header = (
+        b"GET /v1/customers HTTP/1.1\r\nHost: x\r\nAuthorization: " + token + b"\x01\r\n\r\n"
+    )
+    bad_chunk = (
+        b"POST /v1/customers HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"zz" + CONTACT_EMAIL.encode() + b"\r\n"
+    )
+    for raw in (bad_header, bad_chunk):
+        [response] = await exchange(port, raw)
+        assert response.status == 400
+    await served.wait_for_output("library_error")
+    served.signal(signal.SIGTERM)
+    assert await served.wait_exit() == 0
+    everything = served.output() + served.stderr.read_text()
+    assert "library_error" in everything
+    assert token.decode().split(" ", 1)[1] not in everything
+    assert CONTACT_EMAIL not in everything
