@@ -72,15 +72,23 @@ class RuleTable:
             self._by_length.setdefault(len(parts), []).append(template)
         self.methods = frozenset(m for by_method in grouped.values() for m in by_method)
 
-    def match(self, segments: Sequence[str]) -> tuple[_Template, str] | None:
-        """The template these lowercased segments fill, and the customer segment."""
+    def match(self, segments: Sequence[str]) -> dict[str, tuple[Rule, str]]:
+        """Per method, the first rule (in file order) whose template these segments fill.
+
+        Every fitting template counts, so a broad template never hides a later
+        rule for another method on the same path. Values pair the rule with
+        the customer segment its template names.
+        """
+        found: dict[str, tuple[Rule, str]] = {}
         for template in self._by_length.get(len(segments), ()):
             for want, have in zip(template.segments, segments, strict=True):
                 if want is not None and want != have:
                     break
             else:
-                return template, segments[template.customer_at]
-        return None
+                customer = segments[template.customer_at]
+                for method, rule in template.by_method.items():
+                    found.setdefault(method, (rule, customer))
+        return found
 
 
 def _decode_unreserved(path: str) -> str:
@@ -155,13 +163,11 @@ def classify(
             return None
     lowered = path.lower()
     found = table.match(lowered.strip("/").split("/"))
-    if found is None:
+    if not found:
         return _classify_lookalike(table, method, lowered, overrides)
-    template, customer = found
     if overrides:
         wanted = _override(overrides)
-        gated = method in template.by_method or wanted in template.by_method
-        if wanted != method and gated:
+        if wanted != method and (method in found or wanted in found):
             # The gate forwards the method it was sent; an upstream that honours the
             # override would run another one, which then was never checked (or the
             # reverse). Refuse rather than guess which method the upstream obeys.
@@ -170,9 +176,9 @@ def classify(
                 "the request's own; send the call with its real method.",
                 [{"headers": list(METHOD_OVERRIDE_HEADERS)}],
             )
-    rule = template.by_method.get(method)
-    if rule is None:
+    if method not in found:
         return None
+    rule, customer = found[method]
     if ";" in customer or _TRIMMED.search(customer):
         raise AmbiguousPath(
             "A gated path carries a ';' parameter or a segment ending in '.' or a blank.", []

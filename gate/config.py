@@ -23,6 +23,7 @@ from pydantic import (
     field_validator,
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from yarl import URL
 
 __all__ = [
     "DEFAULT_RULES",
@@ -111,6 +112,13 @@ class UpstreamSettings(_Section):
         match = re.fullmatch(r"(https?)://([^/?#@\s]+)(/[^?#\s]*)?", value)
         if match is None:
             raise ValueError("must be an http:// or https:// URL with a host and no query")
+        try:
+            url = URL(value)
+            url.port  # noqa: B018 - yarl checks the port only when asked
+        except ValueError as exc:
+            raise ValueError(f"is not a usable URL: {exc}") from None
+        if not url.raw_host:
+            raise ValueError("must name a host")
         return value.rstrip("/")
 
 

@@ -58,7 +58,10 @@ def _date_agreed(value: Any) -> datetime:
     if moment.tzinfo is not None:
         return moment
     # A date or time with no zone is local to someone, who may already be 14 hours ahead.
-    return moment.replace(tzinfo=UTC) - _ZONE_SLACK
+    try:
+        return moment.replace(tzinfo=UTC) - _ZONE_SLACK
+    except OverflowError:
+        raise ValueError("must be a date within the calendar's range") from None
 
 
 def _not_future(value: datetime, info: ValidationInfo) -> datetime:

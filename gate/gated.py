@@ -171,7 +171,11 @@ async def _decide(
         request.headers.get("MS-CorrelationId"),
     )
     trace.cache = outcome.cache
+    now = time.time()
     if outcome.denied is not None:
+        verdict = runtime.policy.decide(caller.partner, caller.customer, State.NOT_ACCEPTED, now)
+        if verdict.verdict is not Verdict.BLOCKED:  # observing, not enforcing: forward, flagged
+            return verdict
         trace.verdict, trace.reason = Verdict.BLOCKED.value, "upstream_denied"
         denied = outcome.denied
         headers = denied.headers.copy()  # as it came, less hop-by-hop framing
@@ -186,7 +190,7 @@ async def _decide(
         and not await _changes_seats(request, runtime, doc, target)
     ):
         return None
-    return runtime.policy.decide(caller.partner, caller.customer, outcome.state, time.time())
+    return runtime.policy.decide(caller.partner, caller.customer, outcome.state, now)
 
 
 async def _changes_seats(request: web.Request, runtime: Runtime, doc: Any, target: str) -> bool:

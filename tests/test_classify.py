@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gate.classify import RuleTable, Transaction, classify, normalize
-from gate.config import Settings
+from gate.config import DEFAULT_RULES, Rule, Settings
 from gate.errors import AmbiguousMethod, AmbiguousPath
 from tests.support import CUSTOMER
 
@@ -447,3 +447,18 @@ def test_variants_of_gated_paths_classify_the_same(call: tuple[str, str, str, st
     canonical = classify(RULES, method, normalize(path))
     assert canonical is not None
     assert classify(RULES, variant_method, normalize(variant)) == canonical
+
+
+def test_a_broad_template_does_not_hide_another_methods_rule() -> None:
+    """§3 rules: every template a path fills is considered, so a later rule still fires."""
+    extra = {
+        "name": "delete-anything",
+        "method": "DELETE",
+        "path": "/v1/customers/{customer}/{thing}",
+        "transaction": "new_purchase",
+    }
+    table = RuleTable([Rule.model_validate(r) for r in (*DEFAULT_RULES, extra)])
+    deleted = classify(table, "DELETE", normalize(f"{C}/orders"))
+    assert deleted is not None and deleted.rule == "delete-anything"
+    created = classify(table, "POST", normalize(f"{C}/orders"))
+    assert created is not None and created.rule == "create-order"

@@ -194,3 +194,13 @@ async def test_stale_confirmation_is_not_kept_without_stale_if_error(
     await asyncio.sleep(0.3)
     gate.upstream.sandbox.knobs.agreements_status = 500
     assert (await _order(gate)).status == 503
+
+
+async def test_observe_mode_forwards_even_when_the_lookup_is_denied(start_gate: StartGate) -> None:
+    """R7 §1.1: observing never blocks; a 403 lookup flags the call and the upstream decides."""
+    gate = await start_gate(policy={"mode": "observe"})
+    gate.upstream.sandbox.knobs.agreements_status = 403
+    response = await gate.client.post(orders_path(), json=order(), headers=auth())
+    assert response.status == 201
+    assert response.headers["X-Gate-Decision"] == "would-block"
+    assert len(gate.upstream.sandbox.calls("POST", "/orders")) == 1
