@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hmac
 import json
+import os
+import signal
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,14 +27,18 @@ __all__ = ["PROXY", "add_routes", "reload", "token_guard"]
 PROXY = web.AppKey("proxy", web.Application)
 
 
-def token_guard(token: str) -> Middleware:
-    expected = f"Bearer {token}".encode()
+def token_guard() -> Middleware:
+    """Guard /admin/* with the current config's token (so a reload can rotate it)."""
 
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+        token = request.app[PROXY][RUNTIME].current.settings.admin.token
         if token and request.path.startswith("/admin/"):
-            given = request.headers.get("Authorization", "").encode()
-            if not hmac.compare_digest(given, expected):
+            scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+            valid = scheme.lower() == "bearer" and hmac.compare_digest(
+                given.strip().encode("utf-8", "surrogateescape"), token.encode()
+            )
+            if not valid:
                 return _json({"error": "unauthorized"}, status=401)
         return await handler(request)
 
@@ -93,14 +99,23 @@ async def drop_acceptance(request: web.Request) -> web.Response:
     return _json({"partner": partner, "customer": customer, "error": "not cached"}, 404)
 
 
+_SECTIONS_BUILT_ONCE = ("server", "admin", "upstream", "acceptance", "authz", "log")
+_LIVE_KEYS = frozenset({"admin.token", "server.max_gated_body_bytes", "upstream.cloud"})
+
+
 def _check_restart_free(old: Settings, new: Settings) -> None:
-    """Refuse what a reload cannot apply: the upstream pool and listeners are built once."""
-    fixed = {
-        "upstream.url": (old.upstream.url, new.upstream.url),
-        "server.listen": (old.server.listen, new.server.listen),
-        "admin.listen": (old.admin.listen, new.admin.listen),
-    }
-    problems = [f"{key}: changes need a restart" for key, (a, b) in fixed.items() if a != b]
+    """Refuse what a reload cannot apply: listeners, the upstream pool, the cache, the logger.
+
+    Policy, rules and identity (and the keys in ``_LIVE_KEYS``) are read from
+    the swapped runtime; everything else was built at start.
+    """
+    problems = []
+    for section in _SECTIONS_BUILT_ONCE:
+        before, after = getattr(old, section).model_dump(), getattr(new, section).model_dump()
+        for key, value in before.items():
+            name = f"{section}.{key}"
+            if after[key] != value and name not in _LIVE_KEYS:
+                problems.append(f"{name}: changes need a restart")
     if problems:
         raise ConfigError(problems)
 
@@ -125,7 +140,12 @@ def reload(app: web.Application) -> list[str]:
 
 
 async def reload_config(request: web.Request) -> web.Response:
-    problems = reload(request.app[PROXY])
+    proxy = request.app[PROXY]
+    workers = proxy[RUNTIME].current.settings.server.workers
+    if workers > 1:  # this is one forked worker: the parent relays SIGHUP to all of them
+        os.kill(os.getppid(), signal.SIGHUP)
+        return _json({"status": "signalled", "workers": workers}, status=202)
+    problems = reload(proxy)
     if problems:
         return _json({"status": "refused", "problems": problems}, status=400)
     return _json({"status": "reloaded"})

@@ -97,6 +97,6 @@ def _acceptance_store(
 
 def create_admin_app(settings: Settings, proxy: web.Application) -> web.Application:
     """The operator's listener: metrics, health, and (with a token) the admin calls."""
-    app = web.Application(middlewares=[admin.token_guard(settings.admin.token)])
+    app = web.Application(middlewares=[admin.token_guard()])
     admin.add_routes(app, proxy)
     return app

@@ -79,9 +79,14 @@ def _serve_workers(settings: Settings, config_path: str | None) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, relay)
     worst = 0
-    for child in children:
-        _, status = os.waitpid(child, 0)
-        worst = max(worst, os.waitstatus_to_exitcode(status))
+    running = set(children)
+    while running:
+        pid, status = os.wait()
+        running.discard(pid)
+        code = os.waitstatus_to_exitcode(status)
+        if code != 0 and worst == 0:  # one worker failed: do not go on half-served
+            relay(signal.SIGTERM, None)
+        worst = max(worst, code)
     return worst
 
 

@@ -77,7 +77,17 @@ async def _decide_and_forward(
     request: web.Request, runtime: Runtime, transaction: Transaction, target: str, trace: _Trace
 ) -> web.StreamResponse:
     app = request.app
+    exempt = runtime.policy.blanket_exemption()
+    if exempt is not None:  # R8 / mode off: forwarded as sent, nothing read or checked
+        trace.verdict, trace.reason = exempt.verdict.value, exempt.reason.value
+        return await forward(request, app[UPSTREAM], target, app[METRICS], decision="exempt")
     raw = await _read_body(request, runtime.max_gated_body)
+    trace.partner = _known_partner(runtime, request.headers)
+    exempt = runtime.policy.exemption(trace.partner) if trace.partner else None
+    if exempt is not None:  # this partner's policy is off: no body rules apply either
+        trace.verdict, trace.reason = exempt.verdict.value, exempt.reason.value
+        return await forward(request, app[UPSTREAM], target, app[METRICS], body=raw,
+                             decision="exempt")  # fmt: skip
     doc = body.parse(raw)
     if not _gated_by_body(runtime, transaction, doc):  # not gated: no identity needed (R2)
         trace.gated = False
@@ -102,6 +112,13 @@ async def _decide_and_forward(
         request, app[UPSTREAM], target, app[METRICS],
         body=raw, decision=decision.verdict.value,
     )  # fmt: skip
+
+
+def _known_partner(runtime: Runtime, headers: CIMultiDictProxy[str]) -> str | None:
+    try:
+        return _partner(runtime, headers)
+    except PartnerUnknown:
+        return None  # an unknown partner has no override: the call is checked as usual
 
 
 def _partner(runtime: Runtime, headers: CIMultiDictProxy[str]) -> str:

@@ -72,6 +72,14 @@ class Policy:
     def mode_for(self, partner: str) -> str:
         return self._partners.get(partner, self._mode)
 
+    def blanket_exemption(self) -> Decision | None:
+        """Exempt whoever calls: a national cloud, or mode off with no partner turned on."""
+        if self.national_cloud:
+            return _EXEMPT_CLOUD
+        if self._mode == "off" and all(mode == "off" for mode in self._partners.values()):
+            return _EXEMPT_OFF
+        return None
+
     def exemption(self, partner: str) -> Decision | None:
         """A verdict reached without any lookup: national cloud or policy off."""
         if self.national_cloud:

@@ -438,3 +438,35 @@ async def test_indirect_order_allowed_by_provider_acceptance_logs_reseller(gate:
         [RESELLER],
         "allowed",
     )
+
+
+@pytest.mark.parametrize(
+    "sections",
+    [
+        pytest.param({"upstream": {"cloud": "usgov"}}, id="national-cloud"),
+        pytest.param({"policy": {"mode": "off"}}, id="mode-off"),
+    ],
+)
+@pytest.mark.parametrize(
+    ("path", "raw", "headers"),
+    [
+        pytest.param(orders_path(), b'{"lineItems": []}', {}, id="no-token"),
+        pytest.param(orders_path(), b'{"a": 1, "A": 2}', auth(), id="duplicate-key"),
+        pytest.param(agreements_path(), b'{"dateAgreed": "x"}', auth(), id="bad-confirmation"),
+    ],
+)
+async def test_exempt_traffic_is_never_refused(
+    start_gate: StartGate,
+    sections: dict[str, dict[str, str]],
+    path: str,
+    raw: bytes,
+    headers: dict[str, str],
+) -> None:
+    """R8 / mode off: nothing is gated, so nothing is refused either; forwarded as exempt."""
+    gate = await start_gate(**sections)
+    response = await gate.client.post(
+        path, data=raw, headers={**headers, "Content-Type": "application/json"}
+    )
+    assert response.headers["X-Gate-Decision"] == "exempt"
+    [received] = gate.upstream.sandbox.received
+    assert received.body == raw

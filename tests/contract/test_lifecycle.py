@@ -120,3 +120,41 @@ async def test_reload_refuses_what_needs_a_restart(
     response = await client.get("/v1/customers")
     assert response.status == 200
     assert upstream.sandbox.received[-1].path == "/v1/customers"
+
+
+async def test_reload_rotates_the_admin_token(
+    aiohttp_client: AiohttpClient, upstream: Upstream, tmp_path: Path
+) -> None:
+    """§5: a reload that changes admin.token applies it at once; the scheme is case-insensitive."""
+    config = tmp_path / "gate.toml"
+    config.write_text(f'[upstream]\nurl = "{upstream.url}"\n[admin]\ntoken = "old-secret"\n')
+    app = create_app(load(config), log_stream=io.StringIO(), config_path=str(config))
+    await aiohttp_client(app, server_kwargs={"host": "127.0.0.1"})
+    admin = await aiohttp_client(
+        create_admin_app(load(config), app), server_kwargs={"host": "127.0.0.1"}
+    )
+    path = f"/admin/acceptance/{PARTNER_A}/{CUSTOMER}"
+    assert (await admin.get(path, headers={"Authorization": "bearer old-secret"})).status == 404
+    config.write_text(f'[upstream]\nurl = "{upstream.url}"\n[admin]\ntoken = "new-secret"\n')
+    assert reload(app) == []
+    assert (await admin.get(path, headers={"Authorization": "Bearer old-secret"})).status == 401
+    assert (await admin.get(path, headers={"Authorization": "Bearer new-secret"})).status == 404
+
+
+async def test_reload_refuses_every_key_it_cannot_apply(
+    aiohttp_client: AiohttpClient, upstream: Upstream, tmp_path: Path
+) -> None:
+    """§5: cache, log and timeout settings are built at start, so changing them is refused."""
+    config = tmp_path / "gate.toml"
+    config.write_text(f'[upstream]\nurl = "{upstream.url}"\n')
+    app = create_app(load(config), log_stream=io.StringIO(), config_path=str(config))
+    await aiohttp_client(app, server_kwargs={"host": "127.0.0.1"})
+    config.write_text(
+        f'[upstream]\nurl = "{upstream.url}"\nread_timeout_s = 9\n'
+        '[acceptance]\npositive_ttl_s = 10\n[log]\nlevel = "debug"\n'
+    )
+    assert sorted(reload(app)) == [
+        "acceptance.positive_ttl_s: changes need a restart",
+        "log.level: changes need a restart",
+        "upstream.read_timeout_s: changes need a restart",
+    ]

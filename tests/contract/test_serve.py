@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -201,3 +202,47 @@ async def test_malformed_requests_never_put_tokens_or_contacts_in_the_logs(
     assert "library_error" in everything
     assert token.decode().split(" ", 1)[1] not in everything
     assert CONTACT_EMAIL not in everything
+
+
+async def test_admin_reload_reaches_every_worker(serve_gate: ServeGate) -> None:
+    """§5 POST /admin/reload with workers: the parent relays it to every worker."""
+    served = await serve_gate(server="workers = 2\n")
+    async with asyncio.timeout(20):
+        while len(served.worker_pids()) < 2:  # noqa: ASYNC110 - a log file has no event
+            await asyncio.sleep(0.02)
+    served.config.write_text(served.config.read_text() + '[policy]\nmode = "observe"\n')
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{served.admin_url}/admin/reload") as response,
+    ):
+        assert response.status == 202
+    async with asyncio.timeout(20):
+        while served.output().count('"reloaded"') < 2:  # noqa: ASYNC110 - a log file
+            await asyncio.sleep(0.02)
+    for _ in range(6):  # new connections land on either worker
+        assert (await _order(served))[:2] == (201, "would-block")
+
+
+async def test_a_worker_that_cannot_start_stops_the_rest(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    """§3 server.workers: if the admin port is taken, the gate exits non-zero, no half-service."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        admin_port = taken.getsockname()[1]
+        config = tmp_path / "gate.toml"
+        config.write_text(serve_toml(upstream.url, free_port(), admin_port, server="workers = 2\n"))
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gate", "serve", "--config", str(config),
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            async with asyncio.timeout(20):
+                _, stderr = await process.communicate()
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+    assert process.returncode != 0
+    assert b"cannot listen" in stderr
