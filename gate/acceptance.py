@@ -149,7 +149,7 @@ class AcceptanceStore:
         """Read a snapshot back, keeping each pair's age; unreadable rows are skipped."""
         loaded = 0
         now, wall = self._clock(), self._wall()
-        for line in path.read_text(encoding="utf-8").splitlines():
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
             try:
                 row = json.loads(line)
                 key = (str(row["partner"]).lower(), str(row["customer"]).lower())

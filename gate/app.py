@@ -83,14 +83,20 @@ def _acceptance_store(
             Path(settings.acceptance.snapshot_path) if settings.acceptance.snapshot_path else None
         )
         if snapshot is not None and snapshot.exists():
-            loaded = store.load(snapshot)
-            app[LOGGER].info("snapshot_loaded", path=str(snapshot), entries=loaded)
+            try:
+                loaded = store.load(snapshot)
+                app[LOGGER].info("snapshot_loaded", path=str(snapshot), entries=loaded)
+            except OSError as error:  # a snapshot is an optimisation: start without it
+                app[LOGGER].error("snapshot_unreadable", path=str(snapshot), error=str(error))
         app[STORE] = store
         yield
         await store.close()
         if snapshot is not None:
-            saved = store.save(snapshot)
-            app[LOGGER].info("snapshot_saved", path=str(snapshot), entries=saved)
+            try:
+                saved = store.save(snapshot)
+                app[LOGGER].info("snapshot_saved", path=str(snapshot), entries=saved)
+            except OSError as error:
+                app[LOGGER].error("snapshot_not_saved", path=str(snapshot), error=str(error))
 
     return acceptance_store
 

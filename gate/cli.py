@@ -52,7 +52,8 @@ def _load(path: str | None) -> Settings | None:
         return load(Path(path) if path else None)
     except ConfigError as error:
         for problem in error.problems:
-            print(f"{path or '(defaults)'}: {problem}", file=sys.stderr)
+            where = f"{path or '(defaults)'}: "
+            print(problem if problem.startswith(where) else where + problem, file=sys.stderr)
         return None
 
 

@@ -22,7 +22,12 @@ from pydantic import (
     ValidationError,
     field_validator,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 from yarl import URL
 
 __all__ = [
@@ -143,6 +148,9 @@ class PolicySettings(_Section):
     @field_validator("partners")
     @classmethod
     def _lowercase_ids(cls, value: dict[str, PartnerPolicy]) -> dict[str, PartnerPolicy]:
+        for key in value:
+            if not re.fullmatch(r"[A-Za-z0-9._-]{1,128}", key.strip()):
+                raise ValueError(f"{key!r} is not a tenant id (e.g. a GUID without braces)")
         lowered = {key.strip().lower(): policy for key, policy in value.items()}
         if len(lowered) != len(value):
             raise ValueError("names one partner twice (tenant ids are case-insensitive)")
@@ -297,6 +305,8 @@ def load(path: Path | str | None = None) -> Settings:
             raise ConfigError([f"{path}: not valid TOML: {exc}"]) from exc
     try:
         return Settings(**data)
+    except SettingsError as exc:  # a GATE_* variable holding malformed JSON
+        raise ConfigError([f"environment: {exc}"]) from exc
     except ValidationError as exc:
         problems = [
             f"{_location(err['loc'])}: {err['msg'].removeprefix('Value error, ')}"

@@ -30,6 +30,7 @@ MCA_TYPE = "MicrosoftCloudAgreement"
 MCA_TEMPLATE_ID = "998b88de-aa99-4388-a42c-1b3517d49490"
 _GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I)
 _PHONE = re.compile(r"[0-9+()\-. /x]{3,40}", re.I)
+_CLOCK_SKEW = timedelta(minutes=5)  # the caller's clock may run a little ahead of ours
 _ZONE_SLACK = timedelta(hours=14)  # 'today' somewhere on Earth may be tomorrow in UTC
 _NAMES = {
     "dateagreed": "dateAgreed",
@@ -66,7 +67,7 @@ def _date_agreed(value: Any) -> datetime:
 
 def _not_future(value: datetime, info: ValidationInfo) -> datetime:
     now: datetime = info.context["now"] if info.context else datetime.now(UTC)
-    if value > now:
+    if value > now + _CLOCK_SKEW:
         raise ValueError("must not be in the future")
     return value
 

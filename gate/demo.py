@@ -16,7 +16,7 @@ from aiohttp import web
 
 from gate import sandbox
 from gate.app import create_app
-from gate.config import Settings
+from gate.config import AcceptanceSettings, Settings, UpstreamSettings
 from gate.confirmation import MCA_TEMPLATE_ID
 from gate.keys import STATE
 
@@ -103,7 +103,9 @@ _STEPS: tuple[tuple[str, str, str, str, Any, int], ...] = (
 async def run_demo(out: TextIO) -> int:
     upstream_runner, upstream = await _start(sandbox.create_app())
     logs = io.StringIO()
-    settings = Settings(upstream={"url": upstream}, acceptance={"negative_ttl_s": 0})
+    settings = Settings.model_construct(  # the demo's own settings: no file, no GATE_* variables
+        upstream=UpstreamSettings(url=upstream), acceptance=AcceptanceSettings(negative_ttl_s=0)
+    )
     gate_app = create_app(settings, log_stream=logs)
     gate_runner, gate = await _start(gate_app)
     gate_app[STATE].listening = True

@@ -108,6 +108,11 @@ async def _decide_and_forward(
     trace.verdict, trace.reason = decision.verdict.value, decision.reason.value
     if decision.verdict is Verdict.BLOCKED:
         raise _refusal(runtime, decision, transaction, caller)
+    if request.transport is None or request.transport.is_closing():
+        # The caller gave up during the lookup and may retry: placing the order
+        # now could place it twice. It never left the gate, so nothing is lost.
+        trace.verdict, trace.reason = Verdict.BLOCKED.value, "client_gone"
+        return web.Response(status=499)
     return await forward(
         request, app[UPSTREAM], target, app[METRICS],
         body=raw, decision=decision.verdict.value,

@@ -12,11 +12,8 @@ from aiohttp import web
 from multidict import CIMultiDictProxy
 
 from gate.classify import METHOD_OVERRIDE_HEADERS, Override, classify, normalize, split_target
-from gate.errors import (
-    AmbiguousBody,
-    GateError,
-)
-from gate.forward import forward
+from gate.errors import AmbiguousBody, AmbiguousMethod, GateError
+from gate.forward import DECISION_HEADER, forward
 from gate.gated import handle_gated
 from gate.keys import METRICS, RUNTIME, UPSTREAM
 
@@ -42,6 +39,9 @@ async def handle(request: web.Request) -> web.StreamResponse:
         if transaction is None:
             return await forward(request, request.app[UPSTREAM], target, request.app[METRICS])
         return await handle_gated(request, runtime, transaction, target)
+    except AmbiguousMethod as error:  # raised only on gated paths: a refusal of a gated call
+        error.headers.setdefault(DECISION_HEADER, "blocked")
+        return _answer(error)
     except GateError as error:
         return _answer(error)
 

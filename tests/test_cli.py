@@ -88,7 +88,7 @@ def test_check_config_unreadable(tmp_path: Path, text: str | None, says: str) ->
     result = gate("check-config", path)
     assert result.returncode == 1
     [line] = result.stderr.splitlines()
-    assert line.startswith(f"{path}: {path}: {says}")
+    assert line.startswith(f"{path}: {says}")
 
 
 # -- explain -----------------------------------------------------------------

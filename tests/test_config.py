@@ -362,3 +362,17 @@ def test_parse_listen_refuses(value: str) -> None:
     """§3: a listen value that is not host:port is refused."""
     with pytest.raises(ValueError, match="must"):
         parse_listen(value)
+
+
+def test_a_partner_key_that_is_no_tenant_id_is_refused(tmp_path: Path) -> None:
+    """§3: a per-partner override under a key no caller could ever have is a config error."""
+    [problem] = problems_of(tmp_path, '[policy.partners."{not a tenant}"]\nmode = "off"\n')
+    assert problem.startswith("policy.partners:")
+
+
+def test_malformed_json_in_the_environment_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """§3: GATE_* holding bad JSON is a ConfigError naming the environment, not a traceback."""
+    monkeypatch.setenv("GATE_POLICY__PARTNERS", "{bad")
+    with pytest.raises(ConfigError) as caught:
+        load()
+    assert caught.value.problems[0].startswith("environment:")

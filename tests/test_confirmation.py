@@ -306,3 +306,9 @@ def test_problems_never_echo_submitted_values(doc: dict[str, Any]) -> None:
     text = json.dumps(found).lower()
     for value in PERSONAL:
         assert value.lower() not in text
+
+
+def test_a_little_clock_skew_is_not_the_future() -> None:
+    """R6: a timestamp a minute ahead of the gate's clock is skew; an hour ahead is the future."""
+    assert check(confirmation(dateAgreed="2024-06-01T12:01:00Z")) == []
+    assert fields(check(confirmation(dateAgreed="2024-06-01T13:00:00Z"))) == ["dateAgreed"]

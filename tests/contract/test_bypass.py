@@ -330,3 +330,12 @@ async def test_underscore_spellings_of_override_headers_are_dropped(
     (received,) = gate.upstream.sandbox.received
     assert header not in received.headers
     assert header.replace("_", "-") not in received.headers
+
+
+async def test_an_ambiguous_method_refusal_says_blocked(gate: Gate) -> None:
+    """§2: every answer to a gated call carries X-Gate-Decision, a refused override too."""
+    response = await gate.client.get(
+        orders_path(), headers={**auth(), "X-HTTP-Method-Override": "POST"}
+    )
+    assert response.status == 400
+    assert response.headers["X-Gate-Decision"] == "blocked"

@@ -258,3 +258,12 @@ async def test_logs_and_refusals_never_carry_personal_data_or_tokens(gate: Gate)
     for secret in (CONTACT_FIRST, CONTACT_LAST, CONTACT_EMAIL, CONTACT_PHONE, token):
         assert secret not in logged
         assert secret not in answers
+
+
+async def test_a_confirmation_asks_the_upstream_for_an_unencoded_answer(gate: Gate) -> None:
+    """R5/§1.1: the gate must read a 600061 answer, so it never lets it come back compressed."""
+    headers = {**auth(), "Accept-Encoding": "gzip, br"}
+    response = await gate.client.post(agreements_path(), json=confirmation(), headers=headers)
+    assert response.status == 201
+    [received] = gate.upstream.sandbox.calls("POST", "/agreements")
+    assert "Accept-Encoding" not in received.headers

@@ -158,3 +158,18 @@ async def test_reload_refuses_every_key_it_cannot_apply(
         "log.level: changes need a restart",
         "upstream.read_timeout_s: changes need a restart",
     ]
+
+
+async def test_an_unreadable_snapshot_never_stops_the_gate(
+    aiohttp_client: AiohttpClient, make_settings: MakeSettings, tmp_path: Path
+) -> None:
+    """§3 snapshot_path: a snapshot that cannot be read or written is logged, not fatal."""
+    folder = tmp_path / "a-directory"
+    folder.mkdir()
+    logs = io.StringIO()
+    app = create_app(make_settings(acceptance={"snapshot_path": str(folder)}), log_stream=logs)
+    client = await aiohttp_client(app, server_kwargs={"host": "127.0.0.1"})
+    assert (await client.get("/v1/customers")).status == 200
+    await client.close()
+    assert "snapshot_unreadable" in logs.getvalue()
+    assert "snapshot_not_saved" in logs.getvalue()
