@@ -202,10 +202,16 @@ def _explain(config: str | None, method: str, target: str, partner: str | None) 
         if unconfirmed.verdict is Verdict.BLOCKED
         else f"{unconfirmed.verdict.value} ({unconfirmed.reason.value}), forwarded"
     )
+    percent = settings.policy.enforce_percent
+    if partner is None and 0 < percent < 100 and policy.mode_for(who) == "enforce":
+        outcome = "depends on the (partner, customer) pair's rollout bucket: pass --partner"
     print(
         f"decision:    mode {policy.mode_for(who)} for {who}, enforced from {since}, "
-        f"{settings.policy.enforce_percent}% of customers: {outcome}"
+        f"{percent}% of customers: {outcome}"
     )
+    if partner is None and settings.policy.partners:
+        print(f"note:        {len(settings.policy.partners)} partner override(s) exist: "
+              "pass --partner to apply one")  # fmt: skip
     return 0
 
 

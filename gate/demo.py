@@ -18,7 +18,8 @@ from gate import sandbox
 from gate.app import create_app
 from gate.config import AcceptanceSettings, Settings, UpstreamSettings
 from gate.confirmation import MCA_TEMPLATE_ID
-from gate.keys import STATE
+from gate.keys import LOGGER, STATE
+from gate.logs import redact_library_logs
 
 __all__ = ["run_demo"]
 
@@ -107,6 +108,7 @@ async def run_demo(out: TextIO) -> int:
         upstream=UpstreamSettings(url=upstream), acceptance=AcceptanceSettings(negative_ttl_s=0)
     )
     gate_app = create_app(settings, log_stream=logs)
+    redact_library_logs(gate_app[LOGGER])
     gate_runner, gate = await _start(gate_app)
     gate_app[STATE].listening = True
     print(f"sandbox Partner Center: {upstream}\ngate (enforce mode):    {gate}", file=out)

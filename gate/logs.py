@@ -59,7 +59,8 @@ class _Redacted(logging.Handler):
 
 
 def redact_library_logs(logger: FilteringBoundLogger) -> None:
-    """Send aiohttp's log records through ``logger``, stripped of their text."""
-    library = logging.getLogger("aiohttp")
-    library.handlers[:] = [_Redacted(logger)]
-    library.propagate = False
+    """Send aiohttp's and asyncio's log records through ``logger``, stripped of their text."""
+    for name in ("aiohttp", "asyncio"):
+        library = logging.getLogger(name)
+        library.handlers[:] = [_Redacted(logger)]
+        library.propagate = False

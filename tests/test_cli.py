@@ -260,3 +260,11 @@ def test_explain_says_when_an_unconfirmed_call_would_pass(
     result = gate("explain", "--config", write(tmp_path, config), "POST", f"{C}/orders")
     assert result.returncode == 0
     assert fields(result.stdout)["decision"].endswith(f"would-block ({reason}), forwarded")
+
+
+def test_explain_does_not_guess_a_rollout_bucket(tmp_path: Path) -> None:
+    """§3 enforce_percent: without --partner the bucket is unknown, and explain says so."""
+    result = gate("explain", "--config", write(tmp_path, "[policy]\nenforce_percent = 50\n"),
+                  "POST", f"{C}/orders")  # fmt: skip
+    assert result.returncode == 0
+    assert fields(result.stdout)["decision"].endswith("pass --partner")
