@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 from multidict import CIMultiDictProxy
 
-from gate import body, confirmation
+from gate import body
 from gate.classify import Transaction
 from gate.errors import (
     AcceptanceStatusUnavailable,
@@ -25,18 +24,16 @@ from gate.errors import (
     BodyTooLarge,
     CustomerAcceptanceRequired,
     GateError,
-    InvalidAcceptance,
     PartnerUnknown,
 )
 from gate.forward import DECISION_HEADER, fetch, forward
 from gate.identity import Caller, partner_from_header, partner_from_token
 from gate.keys import LOGGER, METRICS, STORE, UPSTREAM
 from gate.policy import Decision, Reason, State, Verdict
+from gate.record import check, forward_and_record
 from gate.runtime import Runtime
 
 __all__ = ["handle_gated"]
-
-_ALREADY_CONFIRMED = 600061
 
 
 @dataclass(slots=True)
@@ -94,9 +91,9 @@ async def _decide_and_forward(
         return await forward(request, app[UPSTREAM], target, app[METRICS], body=raw)
     trace.partner = partner = _partner(runtime, request.headers)
     if transaction.kind == "confirmation":
-        _check_confirmation(doc)
+        check(doc)
         trace.verdict, trace.reason = Verdict.ALLOWED.value, Reason.CONFIRMATION.value
-        return await _confirm(request, transaction, partner, raw, target)
+        return await forward_and_record(request, transaction.customer, partner, raw, target)
     caller = Caller(partner, transaction.customer, body.resellers(doc))
     trace.resellers = caller.resellers
     decision = await _decide(request, runtime, transaction, caller, doc, target, trace)
@@ -264,41 +261,6 @@ def _refusal(
             }
         ],
     )
-
-
-def _check_confirmation(doc: Any) -> None:
-    problems = confirmation.problems(doc, datetime.now(UTC))
-    if problems:
-        raise InvalidAcceptance(
-            "The acceptance confirmation is incomplete or malformed; it was not forwarded.",
-            problems,
-        )
-
-
-async def _confirm(
-    request: web.Request, transaction: Transaction, partner: str, raw: bytes, target: str
-) -> web.StreamResponse:
-    """Forward a valid confirmation; a success (or 'already exists') marks the pair accepted."""
-    response = await forward(
-        request, request.app[UPSTREAM], target, request.app[METRICS],
-        body=raw, decision=Verdict.ALLOWED.value, inspect=True,
-    )  # fmt: skip
-    if _proves_acceptance(response):
-        request.app[STORE].record(partner, transaction.customer)
-    return response
-
-
-def _proves_acceptance(response: web.StreamResponse) -> bool:
-    if 200 <= response.status < 300:
-        return True
-    if not 400 <= response.status < 500 or not isinstance(response, web.Response):
-        return False
-    try:
-        doc = body.parse(response.body if isinstance(response.body, bytes) else b"")
-    except GateError:
-        return False
-    code = doc.get("code") if isinstance(doc, dict) else None
-    return str(code) == str(_ALREADY_CONFIRMED)
 
 
 def _record(request: web.Request, trace: _Trace, status: int, error: str | None) -> None:

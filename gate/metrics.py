@@ -27,12 +27,34 @@ class Metrics:
     """Every metric the gate exports, bound to one registry."""
 
     def __init__(self, version: str) -> None:
-        self.registry = registry = CollectorRegistry()
+        self.registry = CollectorRegistry()
+        self._decisions_and_lookups()
+        self._upstream()
+        self.cache_entries = Gauge(
+            "gate_acceptance_cache_entries", "Entries in the acceptance cache.",
+            registry=self.registry,
+        )  # fmt: skip
+        self.in_flight = 0  # a plain int on the hot path; the gauge reads it at scrape time
+        Gauge(
+            "gate_requests_in_flight", "Proxy requests being handled.", registry=self.registry
+        ).set_function(lambda: float(self.in_flight))
+        reloads = Counter(
+            "gate_config_reloads_total", "Config reloads by result.", ["result"],
+            registry=self.registry,
+        )  # fmt: skip
+        self.reloads = {result: reloads.labels(result) for result in ("ok", "error")}
+        build = Gauge(
+            "gate_build_info", "Always 1; labels carry the gate and Python versions.",
+            ["version", "python"], registry=self.registry,
+        )  # fmt: skip
+        build.labels(version, platform.python_version()).set(1)
+
+    def _decisions_and_lookups(self) -> None:
         decisions = Counter(
             "gate_decisions_total",
             "Gated calls by transaction kind and X-Gate-Decision verdict.",
             ["transaction", "decision"],
-            registry=registry,
+            registry=self.registry,
         )
         self.decisions = {
             (kind, verdict.value): decisions.labels(kind, verdict.value)
@@ -43,51 +65,30 @@ class Metrics:
             "gate_acceptance_lookups_total",
             "Acceptance checks by how they were answered: cache hit, upstream miss, error.",
             ["result"],
-            registry=registry,
+            registry=self.registry,
         )
         self.lookups = {result: lookups.labels(result) for result in LOOKUP_RESULTS}
         self.lookup_duration = Histogram(
             "gate_acceptance_lookup_duration_seconds",
             "Time of one acceptance lookup against the upstream.",
             buckets=_FAST_BUCKETS,
-            registry=registry,
+            registry=self.registry,
         )
+
+    def _upstream(self) -> None:
         self.upstream_duration = Histogram(
             "gate_upstream_request_duration_seconds",
             "Time from sending a forwarded call until the upstream's response headers.",
             buckets=_UPSTREAM_BUCKETS,
-            registry=registry,
+            registry=self.registry,
         )
         errors = Counter(
             "gate_upstream_errors_total",
             "Forwarded calls the upstream failed: unreachable, timed out, or aborted mid-body.",
             ["reason"],
-            registry=registry,
+            registry=self.registry,
         )
         self.upstream_errors = {reason: errors.labels(reason) for reason in UPSTREAM_ERROR_REASONS}
-        self.cache_entries = Gauge(
-            "gate_acceptance_cache_entries",
-            "Entries in the acceptance cache.",
-            registry=registry,
-        )
-        self.in_flight = 0  # a plain int on the hot path; the gauge reads it at scrape time
-        Gauge(
-            "gate_requests_in_flight", "Proxy requests being handled.", registry=registry
-        ).set_function(lambda: float(self.in_flight))
-        reloads = Counter(
-            "gate_config_reloads_total",
-            "Config reloads by result.",
-            ["result"],
-            registry=registry,
-        )
-        self.reloads = {result: reloads.labels(result) for result in ("ok", "error")}
-        build = Gauge(
-            "gate_build_info",
-            "Always 1; labels carry the gate and Python versions.",
-            ["version", "python"],
-            registry=registry,
-        )
-        build.labels(version, platform.python_version()).set(1)
 
     def watch_cache(self, size: Callable[[], int]) -> None:
         """Read the cache size at scrape time instead of on every change."""

@@ -24,6 +24,7 @@ COVERED_ELSEWHERE = {
     "gated": "the gated-call flow: tests/contract (blocking, confirmation, acceptance, errors)",
     "logs": "decision log lines read by tests/contract",
     "metrics": "/metrics text parsed by tests/contract",
+    "record": "confirmations recorded: tests/contract/test_confirmation.py",
     "pipeline": "the proxy handler: every contract test goes through it",
     "runtime": "compiled settings and reload: tests/contract",
     "sandbox": "the fake upstream every contract test runs against",
