@@ -30,7 +30,7 @@ COVERED_ELSEWHERE = {
     "sandbox": "the fake upstream every contract test runs against",
 }
 # Test files about the package as a whole, not one module.
-PACKAGE_WIDE = {"exports", "layout"}
+PACKAGE_WIDE = {"exports", "layout", "readme"}
 
 
 def has_logic(path: Path) -> bool:
