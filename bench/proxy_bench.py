@@ -163,6 +163,8 @@ def main() -> None:
                 args, None)  # fmt: skip
         measure("minimal aiohttp proxy, GET", minimal.pid,
                 f"http://127.0.0.1:{minimal_port}{path}", args, None)  # fmt: skip
+        measure("minimal aiohttp proxy, POST order", minimal.pid,
+                f"http://127.0.0.1:{minimal_port}{order}", args, tmp / "post.lua")  # fmt: skip
         measure("gate, GET pass-through", gate.pid, f"http://127.0.0.1:{gate_port}{path}",
                 args, None)  # fmt: skip
         measure("gate, POST order (cache hit)", gate.pid, f"http://127.0.0.1:{gate_port}{order}",

@@ -9,6 +9,7 @@ forwarded like any other, with no header and no log line.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -140,25 +141,32 @@ def _partner(runtime: Runtime, headers: CIMultiDictProxy[str]) -> str:
 
 async def _read_body(request: web.Request, limit: int) -> bytes:
     """A gated call's whole body, which the gate must read before deciding."""
-    encodings = {value.strip().lower() for value in request.headers.getall("Content-Encoding", ())}
-    if encodings - {"", "identity"}:
-        raise AmbiguousBody(
-            "The gate cannot inspect an encoded body on a gated call; send it unencoded.",
-            [{"header": "Content-Encoding"}],
-        )
-    too_large = BodyTooLarge(
-        f"A gated call's body may be at most {limit} bytes.", [{"limit": limit}]
-    )
-    if request.content_length is not None and request.content_length > limit:
-        raise too_large
+    if "Content-Encoding" in request.headers:
+        encodings = {v.strip().lower() for v in request.headers.getall("Content-Encoding")}
+        if encodings - {"", "identity"}:
+            raise AmbiguousBody(
+                "The gate cannot inspect an encoded body on a gated call; send it unencoded.",
+                [{"header": "Content-Encoding"}],
+            )
+    length = request.content_length
+    if length == 0:
+        return b""
+    if length is not None and length <= limit:
+        try:
+            return await request.content.readexactly(length)
+        except asyncio.IncompleteReadError:
+            raise AmbiguousBody("The body ended before its Content-Length.", []) from None
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.content.iter_any():
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
-    return b"".join(chunks)
+    if length is None:  # chunked: read up to the limit
+        async for chunk in request.content.iter_any():
+            size += len(chunk)
+            if size > limit:
+                break
+            chunks.append(chunk)
+        else:
+            return b"".join(chunks)
+    raise BodyTooLarge(f"A gated call's body may be at most {limit} bytes.", [{"limit": limit}])
 
 
 def _gated_by_body(runtime: Runtime, transaction: Transaction, doc: Any) -> bool:
