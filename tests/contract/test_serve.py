@@ -233,16 +233,6 @@ async def test_a_worker_that_cannot_start_stops_the_rest(
         admin_port = taken.getsockname()[1]
         config = tmp_path / "gate.toml"
         config.write_text(serve_toml(upstream.url, free_port(), admin_port, server="workers = 2\n"))
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "gate", "serve", "--config", str(config),
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        try:
-            async with asyncio.timeout(20):
-                _, stderr = await process.communicate()
-        finally:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
-    assert process.returncode != 0
-    assert b"cannot listen" in stderr
+        code, stderr = await _run_serve(config)
+    assert code != 0
+    assert "cannot listen" in stderr
