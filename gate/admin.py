@@ -120,6 +120,17 @@ def _check_restart_free(old: Settings, new: Settings) -> None:
         raise ConfigError(problems)
 
 
+def _problems(app: web.Application) -> list[str]:
+    """What would refuse a reload of the config file now, without applying it."""
+    path = app[CONFIG_PATH]
+    try:
+        runtime = compile_settings(load(Path(path) if path else None))
+        _check_restart_free(app[RUNTIME].current.settings, runtime.settings)
+    except ConfigError as error:
+        return error.problems
+    return []
+
+
 def reload(app: web.Application) -> list[str]:
     """Re-read the config and swap it in at once; a bad file changes nothing.
 
@@ -141,9 +152,15 @@ def reload(app: web.Application) -> list[str]:
 
 async def reload_config(request: web.Request) -> web.Response:
     proxy = request.app[PROXY]
-    workers = proxy[RUNTIME].current.settings.server.workers
-    if workers > 1:  # this is one forked worker: the parent relays SIGHUP to all of them
-        os.kill(os.getppid(), signal.SIGHUP)
+    parent = proxy[STATE].parent_pid
+    if parent is not None:  # a forked worker: check here, then the parent tells them all
+        problems = _problems(proxy)
+        if problems:
+            return _json({"status": "refused", "problems": problems}, status=400)
+        if os.getppid() != parent:
+            return _json({"status": "refused", "problems": ["the parent process is gone"]}, 409)
+        os.kill(parent, signal.SIGHUP)
+        workers = proxy[RUNTIME].current.settings.server.workers
         return _json({"status": "signalled", "workers": workers}, status=202)
     problems = reload(proxy)
     if problems:

@@ -85,7 +85,10 @@ def _serve_workers(settings: Settings, config_path: str | None) -> int:
         pid, status = os.wait()
         running.discard(pid)
         code = os.waitstatus_to_exitcode(status)
-        if code != 0 and worst == 0:  # one worker failed: do not go on half-served
+        code = 128 - code if code < 0 else code  # killed by a signal: 128 + its number
+        if code != 0 and worst == 0 and running:
+            # One worker died: stop the rest and exit non-zero, so the supervisor
+            # restarts the whole gate instead of leaving it half-served.
             relay(signal.SIGTERM, None)
         worst = max(worst, code)
     return worst
@@ -94,6 +97,8 @@ def _serve_workers(settings: Settings, config_path: str | None) -> int:
 async def _serve(settings: Settings, config_path: str | None, *, with_admin: bool = True) -> int:
     app = create_app(settings, config_path=config_path)
     redact_library_logs(app[LOGGER])
+    if settings.server.workers > 1:
+        app[STATE].parent_pid = os.getppid()
     admin = create_admin_app(settings, app)
     grace = settings.server.shutdown_grace_s
     proxy_runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=grace)

@@ -189,7 +189,7 @@ class Connection(asyncio.Protocol):
         """How long an unfinished exchange has waited on the upstream, and only on it."""
         if self._head_ready is None or self.done or self._buffered:
             return 0.0  # idle, finished, or it is our reader that is slow, not the upstream
-        if self.sending and self._drained is None:
+        if self.sending and self._drained is None and not self.answered:
             return 0.0  # waiting for the client's next body bytes
         return now - self.heard_at
 

@@ -75,13 +75,16 @@ async def _decide_and_forward(
     request: web.Request, runtime: Runtime, transaction: Transaction, target: str, trace: _Trace
 ) -> web.StreamResponse:
     app = request.app
-    exempt = runtime.policy.blanket_exemption()
+    # Exemption lifts gating; a confirmation is not gated, so R6/R5 still apply to it,
+    # except on a national cloud, which does not support confirmation at all.
+    exemptable = transaction.kind != "confirmation" or runtime.policy.national_cloud
+    exempt = runtime.policy.blanket_exemption() if exemptable else None
     if exempt is not None:  # R8 / mode off: forwarded as sent, nothing read or checked
         trace.verdict, trace.reason = exempt.verdict.value, exempt.reason.value
         return await forward(request, app[UPSTREAM], target, app[METRICS], decision="exempt")
     raw = await _read_body(request, runtime.max_gated_body)
     trace.partner = _known_partner(runtime, request.headers)
-    exempt = runtime.policy.exemption(trace.partner) if trace.partner else None
+    exempt = runtime.policy.exemption(trace.partner) if trace.partner and exemptable else None
     if exempt is not None:  # this partner's policy is off: no body rules apply either
         trace.verdict, trace.reason = exempt.verdict.value, exempt.reason.value
         return await forward(request, app[UPSTREAM], target, app[METRICS], body=raw,

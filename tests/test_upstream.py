@@ -345,3 +345,20 @@ async def test_retry_false_forbids_even_an_idempotent_resend(raw_server: StartRa
     with pytest.raises(UpstreamClosed):
         await upstream.request("PUT", "/", [], b"{}", retry=False)
     assert server.connections == 1
+
+
+async def test_silence_after_an_early_answer_still_times_out(raw_server: StartRaw) -> None:
+    """read_timeout holds after an early answer too: its body may not stall forever."""
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")  # the head only; the body is never read
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nPartial")
+        await writer.drain()
+        await asyncio.sleep(5)
+
+    _, url = await raw_server(script)
+    upstream = pool(url, read_timeout=0.3)
+    response = await upstream.request("POST", "/", [], _big_body(40), length=40 * 65536)
+    with pytest.raises(TimeoutError):
+        await response.read(1000)
+    response.release()

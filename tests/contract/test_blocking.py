@@ -452,7 +452,6 @@ async def test_indirect_order_allowed_by_provider_acceptance_logs_reseller(gate:
     [
         pytest.param(orders_path(), b'{"lineItems": []}', {}, id="no-token"),
         pytest.param(orders_path(), b'{"a": 1, "A": 2}', auth(), id="duplicate-key"),
-        pytest.param(agreements_path(), b'{"dateAgreed": "x"}', auth(), id="bad-confirmation"),
     ],
 )
 async def test_exempt_traffic_is_never_refused(
@@ -470,3 +469,16 @@ async def test_exempt_traffic_is_never_refused(
     assert response.headers["X-Gate-Decision"] == "exempt"
     [received] = gate.upstream.sandbox.received
     assert received.body == raw
+
+
+async def test_mode_off_lifts_gating_but_not_the_confirmation_check(start_gate: StartGate) -> None:
+    """R6 vs R8: off exempts gated calls only; a national cloud has no confirmations to check."""
+    bad = {"dateAgreed": "x"}
+    off = await start_gate(policy={"mode": "off"})
+    refused = await off.client.post(agreements_path(), json=bad, headers=auth())
+    assert (await refused.json())["errorName"] == "InvalidAcceptance"
+    assert off.upstream.sandbox.received == []
+    usgov = await start_gate(upstream={"cloud": "usgov"})
+    forwarded = await usgov.client.post(agreements_path(), json=bad, headers=auth())
+    assert forwarded.headers["X-Gate-Decision"] == "exempt"
+    assert len(usgov.upstream.sandbox.received) == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import socket
 import sys
@@ -236,3 +237,26 @@ async def test_a_worker_that_cannot_start_stops_the_rest(
         code, stderr = await _run_serve(config)
     assert code != 0
     assert "cannot listen" in stderr
+
+
+async def test_a_worker_killed_stops_the_gate_with_a_failure_status(serve_gate: ServeGate) -> None:
+    """§3 server.workers: one worker killed ends the gate non-zero, so a supervisor restarts it."""
+    served = await serve_gate(server="workers = 2\n")
+    async with asyncio.timeout(20):
+        while len(served.worker_pids()) < 2:  # noqa: ASYNC110 - a log file has no event
+            await asyncio.sleep(0.02)
+    victim = min(served.worker_pids())
+    os.kill(victim, signal.SIGKILL)
+    assert await served.wait_exit() != 0
+
+
+async def test_admin_reload_with_workers_refuses_a_bad_file(serve_gate: ServeGate) -> None:
+    """§5: with workers, POST /admin/reload still answers 400 with the problems of a bad file."""
+    served = await serve_gate(server="workers = 2\n")
+    served.config.write_text(served.config.read_text() + '[policy]\nmode = "sometimes"\n')
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{served.admin_url}/admin/reload") as response,
+    ):
+        assert response.status == 400
+        assert any("policy.mode" in p for p in (await response.json())["problems"])
