@@ -20,7 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gate.config import ConfigError, Settings, load
 from gate.keys import CONFIG_PATH, LOGGER, METRICS, RUNTIME, STATE, STORE
-from gate.runtime import compile_settings
+from gate.runtime import Runtime, compile_settings
 
 __all__ = ["PROXY", "add_routes", "reload", "token_guard"]
 
@@ -120,12 +120,18 @@ def _check_restart_free(old: Settings, new: Settings) -> None:
         raise ConfigError(problems)
 
 
+def _candidate(app: web.Application) -> Runtime:
+    """The config file compiled as a reload would apply it; ConfigError when refused."""
+    path = app[CONFIG_PATH]
+    runtime = compile_settings(load(Path(path) if path else None))
+    _check_restart_free(app[RUNTIME].current.settings, runtime.settings)
+    return runtime
+
+
 def _problems(app: web.Application) -> list[str]:
     """What would refuse a reload of the config file now, without applying it."""
-    path = app[CONFIG_PATH]
     try:
-        runtime = compile_settings(load(Path(path) if path else None))
-        _check_restart_free(app[RUNTIME].current.settings, runtime.settings)
+        _candidate(app)
     except ConfigError as error:
         return error.problems
     return []
@@ -138,8 +144,7 @@ def reload(app: web.Application) -> list[str]:
     """
     path = app[CONFIG_PATH]
     try:
-        runtime = compile_settings(load(Path(path) if path else None))
-        _check_restart_free(app[RUNTIME].current.settings, runtime.settings)
+        runtime = _candidate(app)
     except ConfigError as error:
         app[METRICS].reloads["error"].inc()
         app[LOGGER].error("reload_refused", path=path, problems=error.problems)

@@ -107,11 +107,22 @@ def _kept(name: bytes, drop: frozenset[bytes]) -> bool:
 
 
 def upstream_headers(request: web.Request) -> list[tuple[bytes, bytes]]:
-    """The client's raw headers minus hop-by-hop ones, plus X-Forwarded-*."""
+    """The client's raw headers minus hop-by-hop ones, plus X-Forwarded-*.
+
+    Two passes: the first finds what ``Connection`` names and any earlier
+    X-Forwarded-For (either may come after the headers it concerns).
+    """
     raw = request.raw_headers
-    drop = _dropped(raw, _REQUEST_DROP)
+    tokens: list[bytes] = []
+    forwarded: list[bytes] = []
+    for name, value in raw:
+        lowered = name.lower()
+        if lowered == b"connection":
+            tokens += (token.strip().lower() for token in value.split(b","))
+        elif lowered == b"x-forwarded-for":
+            forwarded.append(value)
+    drop = _REQUEST_DROP.union(tokens) if tokens else _REQUEST_DROP
     headers = [(name, value) for name, value in raw if _kept(name, drop)]
-    forwarded = [value for name, value in raw if name.lower() == b"x-forwarded-for"]
     peer = (request.remote or "unknown").encode()
     headers.append((b"X-Forwarded-For", b", ".join([*forwarded, peer])))
     headers.append((b"X-Forwarded-Proto", request.scheme.encode()))
