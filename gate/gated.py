@@ -93,7 +93,8 @@ async def _decide_and_forward(
     if not _gated_by_body(runtime, transaction, doc):  # not gated: no identity needed (R2)
         trace.gated = False
         return await forward(request, app[UPSTREAM], target, app[METRICS], body=raw)
-    trace.partner = partner = _partner(runtime, request.headers)
+    # Identified once, above; an unknown partner is refused here with its reason.
+    partner = trace.partner or _partner(runtime, request.headers)
     if transaction.kind == "confirmation":
         check(doc)
         trace.verdict, trace.reason = Verdict.ALLOWED.value, Reason.CONFIRMATION.value
