@@ -22,13 +22,13 @@ from typing import Any
 
 from cachetools import TLRUCache
 
-from gate import body
 from gate.config import AcceptanceSettings
+from gate.core import body
+from gate.core.policy import State
 from gate.errors import GateError
-from gate.forward import Fetched, fetch
+from gate.http.forward import Fetched, fetch
+from gate.http.upstream import UpstreamPool
 from gate.metrics import Metrics
-from gate.policy import State
-from gate.upstream import UpstreamPool
 
 __all__ = ["AcceptanceStore", "Entry", "Outcome"]
 

@@ -16,11 +16,11 @@ from aiohttp import web
 from gate import __version__, admin, pipeline
 from gate.acceptance import AcceptanceStore
 from gate.config import Settings
+from gate.http.upstream import UpstreamPool
 from gate.keys import CONFIG_PATH, LOGGER, METRICS, RUNTIME, STATE, STORE, UPSTREAM, Lifecycle
 from gate.logs import make_logger
 from gate.metrics import Metrics
 from gate.runtime import RuntimeHolder, compile_settings
-from gate.upstream import UpstreamPool
 
 __all__ = ["create_admin_app", "create_app"]
 

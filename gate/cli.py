@@ -23,12 +23,12 @@ from aiohttp import web
 from gate import __version__
 from gate.admin import reload
 from gate.app import create_admin_app, create_app
-from gate.classify import classify, normalize, split_target
 from gate.config import ConfigError, Settings, load, parse_listen
+from gate.core.classify import classify, normalize, split_target
+from gate.core.policy import State, Verdict
 from gate.errors import GateError
 from gate.keys import LOGGER, STATE
 from gate.logs import redact_library_logs
-from gate.policy import State, Verdict
 from gate.runtime import compile_settings
 
 __all__ = ["main"]

@@ -17,7 +17,7 @@ from aiohttp import web
 from gate import sandbox
 from gate.app import create_app
 from gate.config import AcceptanceSettings, Settings, UpstreamSettings
-from gate.confirmation import MCA_TEMPLATE_ID
+from gate.core.confirmation import MCA_TEMPLATE_ID
 from gate.keys import LOGGER, STATE
 from gate.logs import redact_library_logs
 

@@ -17,8 +17,10 @@ from typing import Any
 from aiohttp import web
 from multidict import CIMultiDictProxy
 
-from gate import body
-from gate.classify import Transaction
+from gate.core import body
+from gate.core.classify import Transaction
+from gate.core.identity import Caller, partner_from_header, partner_from_token
+from gate.core.policy import Decision, Reason, State, Verdict
 from gate.errors import (
     AcceptanceStatusUnavailable,
     AmbiguousBody,
@@ -27,10 +29,8 @@ from gate.errors import (
     GateError,
     PartnerUnknown,
 )
-from gate.forward import DECISION_HEADER, fetch, forward
-from gate.identity import Caller, partner_from_header, partner_from_token
+from gate.http.forward import DECISION_HEADER, fetch, forward
 from gate.keys import LOGGER, METRICS, STORE, UPSTREAM
-from gate.policy import Decision, Reason, State, Verdict
 from gate.record import check, forward_and_record
 from gate.runtime import Runtime
 

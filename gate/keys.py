@@ -8,9 +8,9 @@ from aiohttp import web
 from structlog.typing import FilteringBoundLogger
 
 from gate.acceptance import AcceptanceStore
+from gate.http.upstream import UpstreamPool
 from gate.metrics import Metrics
 from gate.runtime import RuntimeHolder
-from gate.upstream import UpstreamPool
 
 __all__ = [
     "CONFIG_PATH",

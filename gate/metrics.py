@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from gate.policy import Verdict
+from gate.core.policy import Verdict
 
 __all__ = ["TRANSACTIONS", "UPSTREAM_ERROR_REASONS", "Metrics"]
 

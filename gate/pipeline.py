@@ -11,10 +11,10 @@ from __future__ import annotations
 from aiohttp import web
 from multidict import CIMultiDictProxy
 
-from gate.classify import METHOD_OVERRIDE_HEADERS, Override, classify, normalize, split_target
+from gate.core.classify import METHOD_OVERRIDE_HEADERS, Override, classify, normalize, split_target
 from gate.errors import AmbiguousBody, AmbiguousMethod, GateError
-from gate.forward import DECISION_HEADER, forward
 from gate.gated import handle_gated
+from gate.http.forward import DECISION_HEADER, forward
 from gate.keys import METRICS, RUNTIME, UPSTREAM
 
 __all__ = ["handle"]

@@ -12,11 +12,11 @@ from typing import Any
 
 from aiohttp import web
 
-from gate import body, confirmation
+from gate.core import body, confirmation
+from gate.core.policy import Verdict
 from gate.errors import GateError, InvalidAcceptance
-from gate.forward import forward
+from gate.http.forward import forward
 from gate.keys import METRICS, STORE, UPSTREAM
-from gate.policy import Verdict
 
 __all__ = ["check", "forward_and_record"]
 

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 from yarl import URL
 
-from gate.classify import RuleTable
 from gate.config import Settings
-from gate.policy import Policy
+from gate.core.classify import RuleTable
+from gate.core.policy import Policy
 
 __all__ = ["Runtime", "RuntimeHolder", "compile_settings"]
 

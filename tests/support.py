@@ -8,7 +8,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from gate.confirmation import MCA_TEMPLATE_ID
+from gate.core.confirmation import MCA_TEMPLATE_ID
 from gate.sandbox import make_token
 
 PARTNER_A = "11111111-aaaa-4aaa-8aaa-111111111111"

@@ -1,4 +1,4 @@
-"""tests/ mirrors gate/: each module with logic has tests/test_<module>.py or contract coverage.
+"""tests/ mirrors gate/: each module with logic has its test_<module>.py, or contract tests.
 
 Like mitmproxy's filename_matching check (STYLE 28): a new module without
 tests, or a test file named after no module, fails here.
@@ -18,9 +18,9 @@ COVERED_ELSEWHERE = {
     "acceptance": "cache, single-flight lookups, record(): tests/contract",
     "admin": "admin listener routes and token: tests/contract",
     "app": "app factories: every contract test starts one",
-    "connection": "one upstream connection, driven through gate.upstream in tests/test_upstream.py",
+    "http/connection": "one upstream connection, driven through gate.http.upstream in its tests",
     "demo": "run end to end as `gate demo` by tests/test_cli.py",
-    "forward": "streaming, hop-by-hop, X-Forwarded-*, error mapping: tests/contract",
+    "http/forward": "streaming, hop-by-hop, X-Forwarded-*, error mapping: tests/contract",
     "gated": "the gated-call flow: tests/contract (blocking, confirmation, acceptance, errors)",
     "logs": "decision log lines read by tests/contract",
     "metrics": "/metrics text parsed by tests/contract",
@@ -39,15 +39,27 @@ def has_logic(path: Path) -> bool:
     return any(isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) for node in ast.walk(tree))
 
 
-MODULES = {path.stem: path for path in PACKAGE.glob("*.py")}
+def _name(path: Path, root: Path, prefix: str = "") -> str:
+    """``core/classify`` for gate/core/classify.py and tests/core/test_classify.py."""
+    relative = path.relative_to(root)
+    return "/".join([*relative.parent.parts, relative.stem.removeprefix(prefix)])
+
+
+MODULES = {
+    _name(path, PACKAGE): path for path in PACKAGE.rglob("*.py") if path.name != "__init__.py"
+}
 WITH_LOGIC = {name for name, path in MODULES.items() if has_logic(path)}
-UNIT_TESTS = {path.stem.removeprefix("test_") for path in TESTS.glob("test_*.py")}
+UNIT_TESTS = {
+    _name(path, TESTS, "test_")
+    for path in TESTS.rglob("test_*.py")
+    if "contract" not in path.relative_to(TESTS).parts
+}
 
 
 def test_layout_sees_the_package() -> None:
     """STYLE 28: the check finds gate's modules and tests (it would pass vacuously otherwise)."""
-    assert {"classify", "config", "policy", "pipeline"} <= WITH_LOGIC
-    assert {"classify", "config", "layout"} <= UNIT_TESTS
+    assert {"core/classify", "config", "core/policy", "pipeline"} <= WITH_LOGIC
+    assert {"core/classify", "config", "layout"} <= UNIT_TESTS
     assert "keys" not in WITH_LOGIC  # AppKeys and a plain dataclass: nothing to test
 
 

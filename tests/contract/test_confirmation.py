@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from gate.confirmation import MCA_TEMPLATE_ID
+from gate.core.confirmation import MCA_TEMPLATE_ID
 from tests.conftest import Gate
 from tests.support import (
     CONTACT_EMAIL,

@@ -1,4 +1,4 @@
-"""gate.upstream against real loopback servers, well-behaved and not (DESIGN §2 pass-through)."""
+"""gate.http.upstream against real loopback servers, well-behaved and not."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 from yarl import URL
 
-from gate.upstream import UpstreamClosed, UpstreamPool
+from gate.http.upstream import UpstreamClosed, UpstreamPool
 
 Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 

@@ -7,7 +7,7 @@ flow control. It is about three times cheaper per call than aiohttp's
 general-purpose ``ClientSession`` (see ``bench/proxy_bench.py``).
 
 Failures surface as ``UpstreamClosed`` (the connection broke or the answer
-was not HTTP) or ``TimeoutError``; ``gate.forward`` turns them into 502/504.
+was not HTTP) or ``TimeoutError``; ``gate.http.forward`` turns them into 502/504.
 A request is re-sent only when it is idempotent, went out on a reused
 connection and no byte of an answer came back (RFC 9112 §9.3.1).
 """
@@ -21,7 +21,7 @@ from collections.abc import AsyncIterable, Iterable
 
 from yarl import URL
 
-from gate.connection import Connection, UpstreamClosed, UpstreamResponse
+from gate.http.connection import Connection, UpstreamClosed, UpstreamResponse
 
 __all__ = ["UpstreamClosed", "UpstreamPool", "UpstreamResponse"]
 

@@ -1,4 +1,4 @@
-"""gate.confirmation: the R6 check of a confirmation, field by field, never echoing values."""
+"""gate.core.confirmation: the R6 check of a confirmation, field by field, never echoing values."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from gate import body
-from gate.confirmation import MCA_TEMPLATE_ID, MCA_TYPE, problems
+from gate.core import body
+from gate.core.confirmation import MCA_TEMPLATE_ID, MCA_TYPE, problems
 from tests.support import (
     CONTACT_EMAIL,
     CONTACT_FIRST,
@@ -28,7 +28,7 @@ CONTACT: dict[str, Any] = {
 
 
 def check(doc: Any) -> list[dict[str, str]]:
-    """The problems of a payload as it arrives: serialised, then parsed by gate.body."""
+    """The problems of a payload as it arrives: serialised, then parsed by gate.core.body."""
     return problems(body.parse(json.dumps(doc).encode()), NOW)
 
 

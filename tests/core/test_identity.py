@@ -1,4 +1,4 @@
-"""gate.identity: the partner is the one string `tid` claim of the one bearer token (§2, R3)."""
+"""gate.core.identity: the partner is the one string `tid` claim of the one bearer token."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from gate.identity import partner_from_header, partner_from_token
+from gate.core.identity import partner_from_header, partner_from_token
 from gate.sandbox import make_token
 from tests.support import PARTNER_A, PARTNER_B
 

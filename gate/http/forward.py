@@ -4,7 +4,7 @@ This module is the one boundary where upstream failures become gate errors
 (``UpstreamUnavailable`` 502, ``UpstreamTimeout`` 504). Request headers are
 relayed as the client sent them (raw bytes, order and repeats kept) minus
 hop-by-hop ones; bodies are streamed both ways, so a 1 GB body costs what a
-1 KB one does. Nothing is retried here; ``gate.upstream`` re-sends only an
+1 KB one does. Nothing is retried here; ``gate.http.upstream`` re-sends only an
 idempotent call whose pooled connection turned out dead.
 """
 
@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from aiohttp import web
 from multidict import CIMultiDict
 
-from gate.classify import METHOD_OVERRIDE_HEADERS
+from gate.core.classify import METHOD_OVERRIDE_HEADERS
 from gate.errors import GateError, UpstreamTimeout, UpstreamUnavailable
+from gate.http.upstream import UpstreamClosed, UpstreamPool, UpstreamResponse
 from gate.metrics import Metrics
-from gate.upstream import UpstreamClosed, UpstreamPool, UpstreamResponse
 
 __all__ = ["DECISION_HEADER", "Fetched", "fetch", "forward", "upstream_headers"]
 

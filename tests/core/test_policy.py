@@ -1,4 +1,4 @@
-"""gate.policy: mode, enforcement date, cloud, rollout and lookup errors -> verdict (R7, R8, §3)."""
+"""gate.core.policy: mode, enforcement date, cloud, rollout and lookup errors -> verdict."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from gate.config import PolicySettings
-from gate.policy import Decision, Policy, Reason, State, Verdict
+from gate.core.policy import Decision, Policy, Reason, State, Verdict
 from tests.support import CUSTOMER, PARTNER_A, PARTNER_B
 
 NOW = datetime(2024, 6, 1, tzinfo=UTC).timestamp()  # after the default enforce_from (2018)

@@ -1,4 +1,4 @@
-"""gate.classify: path normalisation, the default rules of R1/R2 and method overrides (§2)."""
+"""gate.core.classify: path normalisation, the default rules of R1/R2 and method overrides (§2)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gate.classify import RuleTable, Transaction, classify, normalize
 from gate.config import DEFAULT_RULES, Rule, Settings
+from gate.core.classify import RuleTable, Transaction, classify, normalize
 from gate.errors import AmbiguousMethod, AmbiguousPath
 from tests.support import CUSTOMER
 

@@ -1,4 +1,4 @@
-"""gate.body: gated JSON bodies, read case-insensitively; duplicates refused (§1.1, R1, R9)."""
+"""gate.core.body: gated JSON bodies, read case-insensitively; duplicates refused (§1.1, R1, R9)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from gate.body import (
+from gate.core.body import (
     NOT_JSON,
     UNKNOWN_QUANTITY,
     is_cancel_only,

@@ -1,6 +1,6 @@
 """The R6 check of a confirmation payload, before it may reach the upstream.
 
-The document arrives with lowercased keys (``gate.body``), so the model's
+The document arrives with lowercased keys (``gate.core.body``), so the model's
 fields are lowercase and errors are reported under the camelCase names of
 the REST docs. Problems name fields, never values: the values are a
 person's name, email and phone number.
