@@ -43,7 +43,11 @@ class _Trace:
 
     transaction: Transaction
     started: float
+    method: str
+    path: str
     partner: str | None = None
+    acceptance: str | None = None  # the state the store answered; None when nobody asked
+    facts: str | None = None  # what the body said that the rule's `when` depends on
     resellers: tuple[str, ...] = ()
     verdict: str | None = None
     reason: str = ""
@@ -52,9 +56,9 @@ class _Trace:
 
 
 async def handle_gated(
-    request: web.Request, runtime: Runtime, transaction: Transaction, target: str
+    request: web.Request, runtime: Runtime, transaction: Transaction, target: str, path: str
 ) -> web.StreamResponse:
-    trace = _Trace(transaction, time.perf_counter())
+    trace = _Trace(transaction, time.perf_counter(), request.method, path)
     try:
         response = await _decide_and_forward(request, runtime, transaction, target, trace)
     except GateError as error:
@@ -66,7 +70,7 @@ async def handle_gated(
         error.headers.setdefault(DECISION_HEADER, trace.verdict)
         _record(request, trace, error.status, error.error_name)
         raise
-    if trace.verdict is not None:
+    if trace.verdict is not None or not trace.gated:
         _record(request, trace, response.status, None)
     return response
 
@@ -90,6 +94,7 @@ async def _decide_and_forward(
         return await forward(request, app[UPSTREAM], target, app[METRICS], body=raw,
                              decision="exempt")  # fmt: skip
     doc = body.parse(raw)
+    trace.facts = _facts(transaction, doc)
     if not _gated_by_body(runtime, transaction, doc):  # not gated: no identity needed (R2)
         trace.gated = False
         return await forward(request, app[UPSTREAM], target, app[METRICS], body=raw)
@@ -173,6 +178,15 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
     raise BodyTooLarge(f"A gated call's body may be at most {limit} bytes.", [{"limit": limit}])
 
 
+def _facts(transaction: Transaction, doc: Any) -> str | None:
+    """The body facts a rule's ``when`` turned on, for the log (and ``gate replay``)."""
+    if transaction.when == "adds_line_items":
+        return "cancel_only" if body.is_cancel_only(doc) else "adds_line_items"
+    if transaction.when == "changes_quantity":
+        return "no_quantity" if body.requested_quantity(doc) is None else "quantity"
+    return None
+
+
 def _gated_by_body(runtime: Runtime, transaction: Transaction, doc: Any) -> bool:
     if transaction.when == "adds_line_items":
         return not body.is_cancel_only(doc)
@@ -202,6 +216,7 @@ async def _decide(
         request.headers.get("MS-CorrelationId"),
     )
     trace.cache = outcome.cache
+    trace.acceptance = "denied" if outcome.denied is not None else outcome.state.value
     now = time.time()
     if outcome.denied is not None:
         verdict = runtime.policy.decide(caller.partner, caller.customer, State.NOT_ACCEPTED, now)
@@ -220,6 +235,7 @@ async def _decide(
         and runtime.seat_changes_only
         and not await _changes_seats(request, runtime, doc, target)
     ):
+        trace.facts = "same_quantity"
         return None
     return runtime.policy.decide(caller.partner, caller.customer, outcome.state, now)
 
@@ -276,11 +292,18 @@ def _refusal(
 
 
 def _record(request: web.Request, trace: _Trace, status: int, error: str | None) -> None:
-    """One log line and one count per gated decision; ids only, never personal data."""
-    verdict = trace.verdict or Verdict.BLOCKED.value
-    request.app[METRICS].decisions[(trace.transaction.kind, verdict)].inc()
+    """One log line and one count per gated decision; ids only, never personal data.
+
+    A call that matched a rule but whose body made it ungated is logged as
+    ``not_gated`` (no count, no verdict), so a replay under another policy sees it.
+    """
+    verdict = None if not trace.gated else trace.verdict or Verdict.BLOCKED.value
+    if verdict is not None:
+        request.app[METRICS].decisions[(trace.transaction.kind, verdict)].inc()
     request.app[LOGGER].info(
-        "decision",
+        "decision" if verdict is not None else "not_gated",
+        method=trace.method,
+        path=trace.path,
         partner=trace.partner,
         customer=trace.transaction.customer,
         resellers=list(trace.resellers),
@@ -289,6 +312,8 @@ def _record(request: web.Request, trace: _Trace, status: int, error: str | None)
         decision=verdict,
         reason=trace.reason,
         cache=trace.cache,
+        acceptance=trace.acceptance,
+        body=trace.facts,
         status=status,
         error=error,
         latency_ms=round((time.perf_counter() - trace.started) * 1000, 3),

@@ -38,7 +38,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
         target = runtime.upstream_prefix + path + query
         if transaction is None:
             return await forward(request, request.app[UPSTREAM], target, request.app[METRICS])
-        return await handle_gated(request, runtime, transaction, target)
+        return await handle_gated(request, runtime, transaction, target, path)
     except AmbiguousMethod as error:  # raised only on gated paths: a refusal of a gated call
         error.headers.setdefault(DECISION_HEADER, "blocked")
         return _answer(error)
