@@ -1,4 +1,4 @@
-"""The ``gate`` command: serve | check-config | explain | demo.
+"""The ``gate`` command: serve | check-config | explain | demo | replay.
 
 The only place that runs apps on real listeners, installs signal handlers
 and picks the event loop (uvloop where available).
@@ -29,6 +29,7 @@ from gate.core.policy import State, Verdict
 from gate.errors import GateError
 from gate.keys import LOGGER, STATE
 from gate.logs import redact_library_logs
+from gate.replay.run import replay
 from gate.runtime import compile_settings
 
 __all__ = ["main"]
@@ -220,6 +221,22 @@ def _explain(config: str | None, method: str, target: str, partner: str | None) 
     return 0
 
 
+def _replay(args: argparse.Namespace) -> int:
+    new = _load(args.config)
+    old = _load(args.against) if args.against else None
+    if new is None or (args.against and old is None):
+        return 2
+    return replay(
+        args.logs,
+        compile_settings(new),
+        compile_settings(old) if old is not None else None,
+        (args.config, args.against),
+        as_json=args.json,
+        out=sys.stdout,
+        err=sys.stderr,
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gate",
@@ -237,6 +254,13 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("method", metavar="METHOD")
     explain.add_argument("path", metavar="PATH")
     commands.add_parser("demo", help="block -> confirm -> allow against a built-in sandbox")
+    replay_ = commands.add_parser(
+        "replay", help="re-decide logged calls under another config: what would change"
+    )
+    replay_.add_argument("--config", metavar="NEW", required=True, help="the config to try")
+    replay_.add_argument("--against", metavar="OLD", help="re-decide the old side under OLD")
+    replay_.add_argument("--json", action="store_true", help="a JSON report, for machines")
+    replay_.add_argument("logs", metavar="DECISION_LOG", nargs="+", help="files, gzip, or -")
     return parser
 
 
@@ -249,6 +273,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _check_config(args.file)
     if args.command == "explain":
         return _explain(args.config, args.method, args.path, args.partner)
+    if args.command == "replay":
+        return _replay(args)
     from gate.demo import run_demo
 
     return _run(run_demo(sys.stdout))

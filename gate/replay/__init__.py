@@ -1,0 +1,1 @@
+"""``gate replay``: re-decide the gated calls of past decision logs under another policy."""
