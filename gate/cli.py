@@ -13,7 +13,6 @@ import ipaddress
 import os
 import signal
 import sys
-import time
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,9 +23,8 @@ from gate import __version__
 from gate.admin import reload
 from gate.app import create_admin_app, create_app
 from gate.config import ConfigError, Settings, load, parse_listen
-from gate.core.classify import classify, normalize, split_target
-from gate.core.policy import State, Verdict
-from gate.errors import GateError
+from gate.configdiff import DEFAULTS, changes, defaults
+from gate.explain import explain
 from gate.keys import LOGGER, STATE
 from gate.logs import redact_library_logs
 from gate.replay.run import replay
@@ -158,66 +156,35 @@ def _loopback(host: str) -> bool:
         return host == "localhost"
 
 
-def _check_config(path: str) -> int:
+def _check_config(path: str, against: str | None) -> int:
     settings = _load(path)
     if settings is None:
         return 1
+    old = _load(against) if against else defaults()
+    if old is None:
+        return 1
     print(f"{path}: ok ({len(settings.rules)} rules, mode {settings.policy.mode})")
+    baseline = against or DEFAULTS
+    lines = changes(old, settings)
+    print(f"changes against {baseline}:" if lines else f"no changes against {baseline}")
+    for line in lines:
+        print(f"  {line}")
     return 0
 
 
-def _explain(config: str | None, method: str, target: str, partner: str | None) -> int:
-    settings = _load(config)
+def _explain(args: argparse.Namespace) -> int:
+    settings = _load(args.config)
     if settings is None:
         return 2
-    runtime = compile_settings(settings)
-    try:
-        path = normalize(split_target(target)[0])
-        transaction = classify(runtime.rules, method.upper(), path)
-    except GateError as error:
-        print(f"refused: {error.status} {error.error_name}: {error.description}")
-        return 0
-    print(f"call:        {method.upper()} {path}")
-    if transaction is None:
-        print("gated:       no (pass-through: forwarded untouched, no acceptance lookup)")
-        return 0
-    print(f"rule:        {transaction.rule}")
-    print(f"transaction: {transaction.kind}")
-    print(f"customer:    {transaction.customer}")
-    if transaction.kind == "confirmation":
-        print("gated:       confirmation (payload checked, forwarded, marks the pair accepted)")
-        return 0
-    when = {
-        "always": "always",
-        "adds_line_items": "unless the body only cancels (status cancelled, no line items)",
-        "changes_quantity": "when the body's quantity differs from the current one"
-        if runtime.seat_changes_only
-        else "always (policy.subscription_edits = all)",
-    }[transaction.when]
-    print(f"gated:       yes, {when}")
-    policy = runtime.policy
-    who = partner.lower() if partner else "(any partner)"
-    exempt = policy.exemption(who)
-    if exempt is not None:
-        print(f"decision:    exempt ({exempt.reason.value})")
-        return 0
-    unconfirmed = policy.decide(who, transaction.customer, State.NOT_ACCEPTED, time.time())
-    since = settings.policy.enforce_from.isoformat()
-    outcome = (
-        "blocked (403) unless accepted"
-        if unconfirmed.verdict is Verdict.BLOCKED
-        else f"{unconfirmed.verdict.value} ({unconfirmed.reason.value}), forwarded"
-    )
-    percent = settings.policy.enforce_percent
-    if partner is None and 0 < percent < 100 and policy.mode_for(who) == "enforce":
-        outcome = "depends on the (partner, customer) pair's rollout bucket: pass --partner"
-    print(
-        f"decision:    mode {policy.mode_for(who)} for {who}, enforced from {since}, "
-        f"{percent}% of customers: {outcome}"
-    )
-    if partner is None and settings.policy.partners:
-        print(f"note:        {len(settings.policy.partners)} partner override(s) exist: "
-              "pass --partner to apply one")  # fmt: skip
+    raw = None
+    if args.body is not None:
+        try:
+            raw = sys.stdin.buffer.read() if args.body == "-" else Path(args.body).read_bytes()
+        except OSError as error:
+            print(f"{args.body}: cannot read: {error.strerror}", file=sys.stderr)
+            return 2
+    for line in explain(settings, args.method, args.path, args.partner, raw):
+        print(line)
     return 0
 
 
@@ -246,11 +213,15 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve = commands.add_parser("serve", help="run the proxy and the admin listener")
     serve.add_argument("--config", metavar="FILE", help="TOML config (default: built-ins)")
-    check = commands.add_parser("check-config", help="validate a config file")
+    check = commands.add_parser(
+        "check-config", help="validate a config file and show what it changes"
+    )
     check.add_argument("file", metavar="FILE")
+    check.add_argument("--against", metavar="OLD", help="compare with OLD (default: built-ins)")
     explain = commands.add_parser("explain", help="how a call would be classified and decided")
     explain.add_argument("--config", metavar="FILE")
     explain.add_argument("--partner", metavar="TENANT", help="apply this partner's overrides")
+    explain.add_argument("--body", metavar="FILE", help="the request body (- for stdin)")
     explain.add_argument("method", metavar="METHOD")
     explain.add_argument("path", metavar="PATH")
     commands.add_parser("demo", help="block -> confirm -> allow against a built-in sandbox")
@@ -270,9 +241,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = _load(args.config)
         return 2 if settings is None else _serve_workers(settings, args.config)
     if args.command == "check-config":
-        return _check_config(args.file)
+        return _check_config(args.file, args.against)
     if args.command == "explain":
-        return _explain(args.config, args.method, args.path, args.partner)
+        return _explain(args)
     if args.command == "replay":
         return _replay(args)
     from gate.demo import run_demo

@@ -45,7 +45,9 @@ def test_check_config_ok() -> None:
     """§4: check-config of a valid file exits 0 and says so."""
     result = gate("check-config", "config/gate.toml")
     assert result.returncode == 0
-    assert result.stdout == "config/gate.toml: ok (9 rules, mode enforce)\n"
+    assert result.stdout == (
+        "config/gate.toml: ok (9 rules, mode enforce)\nno changes against the built-in defaults\n"
+    )
     assert result.stderr == ""
 
 
@@ -54,7 +56,11 @@ def test_check_config_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("GATE_POLICY__MODE", "observe")
     result = gate("check-config", "config/gate.toml")
     assert result.returncode == 0
-    assert result.stdout == "config/gate.toml: ok (9 rules, mode observe)\n"
+    assert result.stdout.splitlines() == [
+        "config/gate.toml: ok (9 rules, mode observe)",
+        "changes against the built-in defaults:",
+        '  policy.mode: "enforce" -> "observe"',
+    ]
 
 
 def test_check_config_names_each_bad_key(tmp_path: Path) -> None:
