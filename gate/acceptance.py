@@ -113,6 +113,15 @@ class AcceptanceStore:
         self._metrics.lookups[looked.outcome.cache].inc()
         return looked.outcome
 
+    async def read_subscription(self, path: str, authorization: str) -> Any:
+        """The current subscription (for a seat change's quantity), or None when unreadable."""
+        headers = {"Authorization": authorization, "Accept": "application/json"}
+        try:
+            fetched = await fetch(self._pool, path, headers, self._settings.lookup_timeout_s)
+            return body.parse(fetched.body) if fetched.status == 200 else None
+        except GateError:
+            return None
+
     def record(self, partner: str, customer: str) -> None:
         """A confirmation went through: the pair is accepted from now on."""
         self._store((partner, customer), State.ACCEPTED, "confirmation")

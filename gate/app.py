@@ -1,7 +1,11 @@
-"""App factories: the proxy app and the admin app, with their resources as cleanup contexts.
+"""App factories: the gate's state and resources, the proxy front door, and the admin app.
 
-Nothing happens at import time; ``gate.cli`` is the only caller that runs
-these apps on real listeners, and tests run them on free loopback ports.
+The proxy ``Application`` serves no HTTP itself: it holds the process's
+state under AppKeys and owns its resources as cleanup contexts (the upstream
+pool, the acceptance store), so an ``AppRunner`` starts and stops them.
+``start_proxy`` then opens the front door (``gate.http.server``) over that
+state. Nothing happens at import time; ``gate.cli`` is the only caller that
+runs these on real listeners, and tests run them on free loopback ports.
 """
 
 from __future__ import annotations
@@ -13,16 +17,19 @@ from typing import TextIO
 
 from aiohttp import web
 
-from gate import __version__, admin, pipeline
+from gate import __version__, admin
 from gate.acceptance import AcceptanceStore
 from gate.config import Settings
+from gate.core.decide import Decider
+from gate.http.server import FrontDoor
 from gate.http.upstream import UpstreamPool
 from gate.keys import CONFIG_PATH, LOGGER, METRICS, RUNTIME, STATE, STORE, UPSTREAM, Lifecycle
 from gate.logs import make_logger
 from gate.metrics import Metrics
+from gate.pipeline import Pipeline
 from gate.runtime import RuntimeHolder, compile_settings
 
-__all__ = ["create_admin_app", "create_app"]
+__all__ = ["create_admin_app", "create_app", "start_proxy"]
 
 
 def create_app(
@@ -32,13 +39,8 @@ def create_app(
     clock: Callable[[], float] | None = None,
     config_path: str | None = None,
 ) -> web.Application:
-    """The proxy: one catch-all route and no middlewares, so aiohttp adds no layers."""
-    app = web.Application(
-        client_max_size=settings.server.max_gated_body_bytes,
-        # Bodies pass as sent: aiohttp would inflate a gzip request body and the
-        # gate would forward the inflated bytes under the original headers.
-        handler_args={"auto_decompress": False},
-    )
+    """The proxy's state and resources; ``start_proxy`` serves it once a runner set it up."""
+    app = web.Application()
     app[RUNTIME] = RuntimeHolder(compile_settings(settings))
     app[METRICS] = Metrics(__version__)
     app[LOGGER] = make_logger(settings.log.level, settings.log.format, log_stream or sys.stdout)
@@ -46,8 +48,18 @@ def create_app(
     app[CONFIG_PATH] = config_path or ""
     app.cleanup_ctx.append(upstream_pool)
     app.cleanup_ctx.append(_acceptance_store(clock))
-    app.router.add_route("*", "/{tail:.*}", pipeline.handle)
     return app
+
+
+async def start_proxy(
+    app: web.Application, host: str, port: int, *, reuse_port: bool = False
+) -> tuple[FrontDoor, int]:
+    """Open the proxy listener over a set-up app; returns the front door and its port."""
+    store, logger = app[STORE], app[LOGGER]
+    decider = Decider(app[RUNTIME], store, store.read_subscription)
+    pipeline = Pipeline(decider, app[UPSTREAM], store, app[METRICS], logger)
+    door = FrontDoor(pipeline.handle, app[RUNTIME].current.settings.server, logger)
+    return door, await door.start(host, port, reuse_port=reuse_port)
 
 
 async def upstream_pool(app: web.Application) -> AsyncIterator[None]:

@@ -21,7 +21,7 @@ from aiohttp import web
 
 from gate import __version__
 from gate.admin import reload
-from gate.app import create_admin_app, create_app
+from gate.app import create_admin_app, create_app, start_proxy
 from gate.config import ConfigError, Settings, load, parse_listen
 from gate.configdiff import DEFAULTS, changes, defaults
 from gate.explain import explain
@@ -100,24 +100,21 @@ async def _serve(settings: Settings, config_path: str | None, *, with_admin: boo
         app[STATE].parent_pid = os.getppid()
     admin = create_admin_app(settings, app)
     grace = settings.server.shutdown_grace_s
-    proxy_runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=grace)
+    state_runner = web.AppRunner(app, handle_signals=False)  # the pool and the store
     admin_runner = web.AppRunner(admin, access_log=None, handle_signals=False, shutdown_timeout=1)
-    await proxy_runner.setup()
+    await state_runner.setup()
     await admin_runner.setup()
     host, port = parse_listen(settings.server.listen)
-    proxy_site = web.TCPSite(
-        proxy_runner, host, port, backlog=1024, reuse_port=settings.server.workers > 1 or None
-    )
     admin_host, admin_port = parse_listen(settings.admin.listen)
     admin_site = web.TCPSite(admin_runner, admin_host, admin_port)
     try:
-        await proxy_site.start()
+        door, bound = await start_proxy(app, host, port, reuse_port=settings.server.workers > 1)
         if with_admin:
             await admin_site.start()
     except OSError as error:
         print(f"gate: cannot listen: {error}", file=sys.stderr)
         await admin_runner.cleanup()
-        await proxy_runner.cleanup()
+        await state_runner.cleanup()
         return 1
     app[STATE].listening = True
     logger = app[LOGGER]
@@ -128,7 +125,7 @@ async def _serve(settings: Settings, config_path: str | None, *, with_admin: boo
     logger.info(
         "listening",
         version=__version__,
-        proxy=f"{host}:{proxy_site.port}",
+        proxy=f"{host}:{bound}",
         admin=f"{admin_host}:{admin_site.port}" if with_admin else None,
         upstream=settings.upstream.url,
         cloud=settings.upstream.cloud,
@@ -143,8 +140,9 @@ async def _serve(settings: Settings, config_path: str | None, *, with_admin: boo
     await stop.wait()
     app[STATE].draining = True
     logger.info("draining", grace_s=grace)
-    await proxy_runner.cleanup()
+    await door.drain(grace)
     await admin_runner.cleanup()
+    await state_runner.cleanup()
     logger.info("stopped")
     return 0
 

@@ -97,6 +97,11 @@ class ServerSettings(_Section):
     shutdown_grace_s: float = Field(30, ge=0)
     max_gated_body_bytes: int = Field(1_048_576, ge=1024)
     """A gated call's body is read whole to be inspected; beyond this: 413."""
+    header_timeout_s: float = Field(10, gt=0)
+    body_timeout_s: float = Field(30, gt=0)
+    keepalive_timeout_s: float = Field(75, gt=0)
+    max_header_bytes: int = Field(65_536, ge=1024)
+    max_target_bytes: int = Field(8192, ge=256)
 
 
 class AdminSettings(_Section):

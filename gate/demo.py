@@ -15,7 +15,7 @@ import aiohttp
 from aiohttp import web
 
 from gate import sandbox
-from gate.app import create_app
+from gate.app import create_app, start_proxy
 from gate.config import AcceptanceSettings, Settings, UpstreamSettings
 from gate.core.confirmation import MCA_TEMPLATE_ID
 from gate.keys import LOGGER, STATE
@@ -109,7 +109,10 @@ async def run_demo(out: TextIO) -> int:
     )
     gate_app = create_app(settings, log_stream=logs)
     redact_library_logs(gate_app[LOGGER])
-    gate_runner, gate = await _start(gate_app)
+    gate_runner = web.AppRunner(gate_app, handle_signals=False)
+    await gate_runner.setup()
+    door, port = await start_proxy(gate_app, "127.0.0.1", 0)
+    gate = f"http://127.0.0.1:{port}"
     gate_app[STATE].listening = True
     print(f"sandbox Partner Center: {upstream}\ngate (enforce mode):    {gate}", file=out)
     try:
@@ -118,6 +121,7 @@ async def run_demo(out: TextIO) -> int:
             for step in _STEPS:
                 await walk.call(*step)
     finally:
+        await door.drain(0)
         await gate_runner.cleanup()
         await upstream_runner.cleanup()
     verdict = "all steps behaved as expected" if not walk.failures else f"{walk.failures} failed"

@@ -10,7 +10,11 @@ refusal live in one place and clients can rely on them::
     ├── AmbiguousMethod              400  conflicting method-override headers on a gated path
     ├── PartnerUnknown               401  a gated call without one partner identity
     ├── CustomerAcceptanceRequired   403  the block itself (code 13605, as Partner Center)
+    ├── MalformedRequest             400  not HTTP/1.1 the gate can parse strictly
+    ├── RequestTimeout               408  a head or body slower than the front door's limits
     ├── BodyTooLarge                 413  a gated body too large to inspect
+    ├── RequestTargetTooLong         414  a request target over server.max_target_bytes
+    ├── RequestHeaderFieldsTooLarge  431  a request head over server.max_header_bytes
     ├── UpstreamUnavailable          502  the upstream cannot be reached
     ├── AcceptanceStatusUnavailable  503  lookup failed and policy is fail-closed
     └── UpstreamTimeout              504  the upstream did not answer in time
@@ -33,7 +37,11 @@ __all__ = [
     "CustomerAcceptanceRequired",
     "GateError",
     "InvalidAcceptance",
+    "MalformedRequest",
     "PartnerUnknown",
+    "RequestHeaderFieldsTooLarge",
+    "RequestTargetTooLong",
+    "RequestTimeout",
     "UpstreamTimeout",
     "UpstreamUnavailable",
 ]
@@ -101,6 +109,22 @@ class CustomerAcceptanceRequired(GateError):
 
 class BodyTooLarge(GateError):
     status, error_name, code = 413, "BodyTooLarge", 900105
+
+
+class MalformedRequest(GateError):
+    status, error_name, code = 400, "MalformedRequest", 900106
+
+
+class RequestTimeout(GateError):
+    status, error_name, code = 408, "RequestTimeout", 900107
+
+
+class RequestTargetTooLong(GateError):
+    status, error_name, code = 414, "RequestTargetTooLong", 900108
+
+
+class RequestHeaderFieldsTooLarge(GateError):
+    status, error_name, code = 431, "RequestHeaderFieldsTooLarge", 900109
 
 
 class UpstreamUnavailable(GateError):

@@ -1,67 +1,80 @@
-"""The proxy's one handler: classify -> identify -> decide -> forward | answer -> record.
+"""The proxy's hot path: route -> (read the body -> decide) -> carry out the Action -> log.
 
-Pass-through calls (most traffic) are normalised, found to match no rule and
-forwarded: no identity, no lookup, no log line. Gated calls have their body
-read (bounded), identity and acceptance resolved, and exactly one decision
-logged and counted.
+Pass-through calls (most traffic) are routed to a Forward and streamed:
+no body read, no identity, no lookup, no log line. A gated call has its
+body read whole (bounded), is decided by the core, and gets exactly one
+decision line once its answer is known.
 """
 
 from __future__ import annotations
 
-from aiohttp import web
-from multidict import CIMultiDictProxy
+from structlog.typing import FilteringBoundLogger
 
-from gate.core.classify import METHOD_OVERRIDE_HEADERS, Override, classify, normalize, split_target
-from gate.errors import AmbiguousBody, AmbiguousMethod, GateError
-from gate.gated import handle_gated
-from gate.http.forward import DECISION_HEADER, forward
-from gate.keys import METRICS, RUNTIME, UPSTREAM
+from gate.acceptance import AcceptanceStore
+from gate.core.action import Answer, Forward, Gated, answer_error
+from gate.core.decide import Decider
+from gate.core.policy import Verdict
+from gate.core.record import proves_acceptance
+from gate.core.trace import finish
+from gate.errors import GateError
+from gate.http.cycle import ClientGone, Cycle
+from gate.http.forward import Relayed, forward
+from gate.http.upstream import UpstreamPool
+from gate.metrics import Metrics
 
-__all__ = ["handle"]
-
-
-async def handle(request: web.Request) -> web.StreamResponse:
-    runtime = request.app[RUNTIME].current
-    try:
-        path, query = split_target(request.raw_path)
-        path = normalize(path)
-        headers = request.headers
-        if "Transfer-Encoding" in headers:
-            _check_transfer_coding(headers)
-        overrides = (
-            _overrides(headers)
-            if "X-HTTP-Method-Override" in headers
-            or ("X-HTTP-Method" in headers or "X-Method-Override" in headers)
-            else ()
-        )
-        transaction = classify(runtime.rules, request.method, path, overrides)
-        target = runtime.upstream_prefix + path + query
-        if transaction is None:
-            return await forward(request, request.app[UPSTREAM], target, request.app[METRICS])
-        return await handle_gated(request, runtime, transaction, target, path)
-    except AmbiguousMethod as error:  # raised only on gated paths: a refusal of a gated call
-        error.headers.setdefault(DECISION_HEADER, "blocked")
-        return _answer(error)
-    except GateError as error:
-        return _answer(error)
+__all__ = ["Pipeline"]
 
 
-def _check_transfer_coding(headers: CIMultiDictProxy[str]) -> None:
-    """Only plain chunking: the gate re-frames bodies and cannot carry other codings on."""
-    codings = ",".join(headers.getall("Transfer-Encoding")).lower().replace(" ", "")
-    if codings != "chunked":
-        raise AmbiguousBody(
-            "Only 'Transfer-Encoding: chunked' is accepted; other transfer codings would "
-            "reach the upstream under a different framing than they were sent with.",
-            [{"header": "Transfer-Encoding"}],
-        )
+class Pipeline:
+    """What every proxied request goes through; one per process."""
 
+    __slots__ = ("decider", "logger", "metrics", "pool", "store")
 
-def _overrides(headers: CIMultiDictProxy[str]) -> tuple[Override, ...]:
-    return tuple(
-        (name, value) for name in METHOD_OVERRIDE_HEADERS for value in headers.getall(name, ())
-    )
+    def __init__(
+        self,
+        decider: Decider,
+        pool: UpstreamPool,
+        store: AcceptanceStore,
+        metrics: Metrics,
+        logger: FilteringBoundLogger,
+    ) -> None:
+        self.decider, self.pool, self.store = decider, pool, store
+        self.metrics, self.logger = metrics, logger
 
+    async def handle(self, cycle: Cycle) -> None:
+        action = self.decider.route(cycle.method, cycle.target, cycle.head)
+        if isinstance(action, Forward) and action.trace is None:
+            await forward(cycle, action, self.pool, self.metrics)  # pass-through
+            return
+        if isinstance(action, Gated):
+            trace = action.trace
+            try:
+                raw = await cycle.body.read(action.runtime.max_gated_body, cycle.length)
+            except GateError as error:  # too large, cut short, or stalled (408)
+                action = answer_error(error, trace)
+            except ClientGone:
+                trace.verdict, trace.reason = Verdict.BLOCKED.value, "client_gone"
+                finish(trace, 499, None, self.metrics, self.logger)
+                raise
+            else:
+                action = await self.decider.decide(action, cycle.head, raw)
+        relayed = await self._execute(cycle, action)
+        if action.trace is not None:
+            finish(action.trace, relayed.status, relayed.error, self.metrics, self.logger)
 
-def _answer(error: GateError) -> web.Response:
-    return web.Response(status=error.status, body=error.body(), headers=error.response_headers())
+    async def _execute(self, cycle: Cycle, action: Answer | Forward) -> Relayed:
+        if isinstance(action, Answer):
+            cycle.conn.send(cycle, action)
+            return Relayed(action.status, action.error)
+        trace = action.trace
+        if trace is not None and trace.gated and cycle.gone:
+            # The caller gave up during the lookup and may retry: placing the order
+            # now could place it twice. It never left the gate, so nothing is lost.
+            trace.verdict, trace.reason = Verdict.BLOCKED.value, "client_gone"
+            return Relayed(499)
+        relayed = await forward(cycle, action, self.pool, self.metrics)
+        if relayed.error is not None and trace is not None:
+            trace.refused(relayed.error)
+        if action.record is not None and proves_acceptance(relayed.status, relayed.body):
+            self.store.record(action.record.partner, action.record.customer)
+        return relayed

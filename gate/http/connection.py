@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, cast
 
 import httptools
@@ -119,7 +119,7 @@ class Connection(asyncio.Protocol):
             self._headers, self._reason = [], b""
             return
         headers = self._headers
-        response = UpstreamResponse(self, status, self._reason.decode("latin-1"), headers)
+        response = UpstreamResponse(self, status, self._reason, headers)
         self._response = response
         self.answered = True
         self._release_writer(None)  # an early answer: stop sending, never reuse the connection
@@ -224,15 +224,15 @@ class Connection(asyncio.Protocol):
 class UpstreamResponse:
     """An answer whose head has arrived; the body is read with ``chunks()`` or ``read()``."""
 
-    __slots__ = ("_conn", "headers", "on_release", "reason", "status", "until_close")
+    __slots__ = ("_conn", "headers", "on_release", "reason_bytes", "status", "until_close")
 
     def __init__(
-        self, conn: Connection, status: int, reason: str, headers: list[tuple[bytes, bytes]]
+        self, conn: Connection, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]
     ) -> None:
         self._conn = conn
         self.on_release: Callable[[Connection], None] | None = None
         self.status = status
-        self.reason = reason
+        self.reason_bytes = reason
         self.headers = headers
         framed = any(
             name.lower() in (b"content-length", b"transfer-encoding") for name, _ in headers
@@ -245,6 +245,14 @@ class UpstreamResponse:
             if name.lower() == b"content-length":
                 return int(value) if value.strip().isdigit() else None
         return None
+
+    @property
+    def reason(self) -> str:
+        return self.reason_bytes.decode("latin-1")
+
+    def next_chunk(self) -> Awaitable[bytes | None]:
+        """The next body chunk, or None at the end of the body."""
+        return self._conn.next_chunk()
 
     async def chunks(self) -> AsyncIterator[bytes]:
         while (chunk := await self._conn.next_chunk()) is not None:

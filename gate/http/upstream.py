@@ -17,17 +17,30 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from collections.abc import AsyncIterable, Iterable
+from collections.abc import AsyncIterator
+from typing import Protocol
 
 from yarl import URL
 
 from gate.http.connection import Connection, UpstreamClosed, UpstreamResponse
 
-__all__ = ["UpstreamClosed", "UpstreamPool", "UpstreamResponse"]
+__all__ = ["Streamed", "UpstreamClosed", "UpstreamPool", "UpstreamResponse"]
 
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 _IDLE_S = 30.0  # a pooled connection idle longer than this is closed, not reused
 _INLINE_BODY = 64 * 1024  # smaller bodies go out in the same write as the head
+_CHUNKED = b"Transfer-Encoding: chunked\r\n"
+_CHUNKED = b"Transfer-Encoding: chunked\r\n"
+_BODILESS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS", "TRACE"})
+
+
+class Streamed(Protocol):
+    """A request body that arrives while it is sent (the client's, chunk by chunk)."""
+
+    def chunks(self) -> AsyncIterator[bytes]: ...
+
+
+Payload = bytes | Streamed | None
 
 
 class UpstreamPool:
@@ -54,14 +67,15 @@ class UpstreamPool:
         self,
         method: str,
         target: str,
-        headers: Iterable[tuple[bytes, bytes]],
-        body: bytes | AsyncIterable[bytes] | None = None,
+        headers: bytes,
+        body: Payload = None,
         *,
         length: int | None = None,
         retry: bool = True,
     ) -> UpstreamResponse:
         """Send one request; the caller must ``release()`` the answer.
 
+        ``headers`` are rendered header lines (``Name: value\\r\\n`` each);
         ``retry=False`` forbids even the one re-send of an idempotent method.
         """
         head = _render_head(method, target, self.host_header, headers, body, length)
@@ -76,7 +90,7 @@ class UpstreamPool:
                     and conn is not None
                     and method in _IDEMPOTENT
                     and not conn.received_any
-                    and not isinstance(body, AsyncIterable)
+                    and (body is None or isinstance(body, bytes))
                 )
                 if not retry:
                     raise
@@ -90,7 +104,7 @@ class UpstreamPool:
         conn: Connection | None,
         method: str,
         head: bytes,
-        body: bytes | AsyncIterable[bytes] | None,
+        body: Payload,
     ) -> UpstreamResponse:
         if conn is None:
             conn = await self._connect()
@@ -188,33 +202,27 @@ def _render_head(
     method: str,
     target: str,
     host: bytes,
-    headers: Iterable[tuple[bytes, bytes]],
-    body: bytes | AsyncIterable[bytes] | None,
+    headers: bytes,
+    body: Payload,
     length: int | None,
 ) -> bytes:
-    lines = [
-        method.encode("ascii"),
-        b" ",
-        target.encode("utf-8", "surrogateescape"),
-        b" HTTP/1.1\r\nHost: ",
-        host,
-        b"\r\n",
-    ]
-    for name, value in headers:
-        lines += (name, b": ", value, b"\r\n")
     if isinstance(body, bytes):
-        if body or method not in ("GET", "HEAD", "DELETE", "OPTIONS"):
-            lines += (b"Content-Length: ", str(len(body)).encode(), b"\r\n")
+        bodiless = not body and method in _BODILESS
+        framing = b"" if bodiless else b"Content-Length: %d\r\n" % len(body)
     elif body is not None:
-        if length is None:
-            lines.append(b"Transfer-Encoding: chunked\r\n")
-        else:
-            lines += (b"Content-Length: ", str(length).encode(), b"\r\n")
-    lines.append(b"\r\n")
-    return b"".join(lines)
+        framing = _CHUNKED if length is None else b"Content-Length: %d\r\n" % length
+    else:
+        framing = b"" if method in _BODILESS else b"Content-Length: 0\r\n"
+    return b"%s %s HTTP/1.1\r\nHost: %s\r\n%s%s\r\n" % (
+        method.encode("ascii"),
+        target.encode("utf-8", "surrogateescape"),
+        host,
+        headers,
+        framing,
+    )
 
 
-async def _send(conn: Connection, head: bytes, body: bytes | AsyncIterable[bytes] | None) -> None:
+async def _send(conn: Connection, head: bytes, body: Payload) -> None:
     """Write the request; ``conn.sending`` turns False only once every byte is out."""
     if body is None or isinstance(body, bytes):
         if body and len(body) > _INLINE_BODY:
@@ -228,7 +236,7 @@ async def _send(conn: Connection, head: bytes, body: bytes | AsyncIterable[bytes
         return
     await conn.write(head)
     chunked = head.endswith(b"Transfer-Encoding: chunked\r\n\r\n")
-    async for chunk in body:
+    async for chunk in body.chunks():
         if conn.answered or conn.error is not None:
             return  # the upstream answered early: stop sending (the connection is not reused)
         if chunk:

@@ -8,10 +8,9 @@ import json
 from typing import Any
 
 import pytest
-from aiohttp import web
 
 from gate.app import create_app
-from tests.conftest import Gate, MakeSettings, StartGate, Upstream
+from tests.conftest import Gate, MakeSettings, ServeApp, StartGate, Upstream
 from tests.support import (
     CUSTOMER,
     PARTNER_A,
@@ -211,23 +210,16 @@ async def test_observe_mode_forwards_even_when_the_lookup_is_denied(start_gate: 
 
 
 async def test_no_order_is_placed_for_a_caller_who_left_during_the_lookup(
-    make_settings: MakeSettings, upstream: Upstream
+    make_settings: MakeSettings, upstream: Upstream, serve_app: ServeApp
 ) -> None:
-    """Nothing duplicated: a caller gone before the decision may retry, so its order stays put.
-
-    Run on a plain AppRunner, as `gate serve` does: aiohttp's test server
-    cancels handlers when a client leaves, which production does not.
-    """
+    """Nothing duplicated: a caller gone before the decision may retry, so its order stays put."""
     logs = io.StringIO()
-    runner = web.AppRunner(create_app(make_settings(), log_stream=logs))
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
+    gate = await serve_app(create_app(make_settings(), log_stream=logs))
     try:
         upstream.sandbox.accept(PARTNER_A, CUSTOMER)
         upstream.sandbox.knobs.agreements_delay_s = 0.5
         body = json.dumps(order()).encode()
-        _, writer = await asyncio.open_connection("127.0.0.1", site.port)
+        _, writer = await asyncio.open_connection("127.0.0.1", gate.server.port)
         writer.write(
             f"POST {orders_path()} HTTP/1.1\r\nHost: gate\r\nContent-Type: application/json\r\n"
             f"Authorization: {auth()['Authorization']}\r\nContent-Length: {len(body)}\r\n\r\n"
@@ -240,6 +232,6 @@ async def test_no_order_is_placed_for_a_caller_who_left_during_the_lookup(
             while not decisions(logs):  # noqa: ASYNC110 - a log stream has no event
                 await asyncio.sleep(0.02)
     finally:
-        await runner.cleanup()
+        await gate.close()
     assert upstream.sandbox.calls("POST", "/orders") == []
     assert decisions(logs)[-1]["reason"] == "client_gone"

@@ -11,7 +11,7 @@ from gate.admin import reload
 from gate.app import create_admin_app, create_app
 from gate.config import load
 from gate.keys import STATE
-from tests.conftest import MakeSettings, StartGate, Upstream
+from tests.conftest import MakeSettings, ServeApp, StartGate, Upstream
 from tests.support import (
     CUSTOMER,
     PARTNER_A,
@@ -25,13 +25,13 @@ from tests.support import (
 
 
 async def test_snapshot_keeps_confirmed_pairs_across_a_restart(
-    aiohttp_client: AiohttpClient, make_settings: MakeSettings, upstream: Upstream, tmp_path: Path
+    serve_app: ServeApp, make_settings: MakeSettings, upstream: Upstream, tmp_path: Path
 ) -> None:
     """§3 snapshot_path: pairs confirmed before shutdown are trusted after start, with no lookup."""
     snapshot = tmp_path / "acceptance.jsonl"
     settings = make_settings(acceptance={"snapshot_path": str(snapshot)})
     first = create_app(settings, log_stream=io.StringIO())
-    client = await aiohttp_client(first, server_kwargs={"host": "127.0.0.1"})
+    client = await serve_app(first)
     confirmed = await client.post(agreements_path(), json=confirmation(), headers=auth())
     assert confirmed.status == 201
     await client.close()  # runs the cleanup contexts: the snapshot is written
@@ -39,7 +39,7 @@ async def test_snapshot_keeps_confirmed_pairs_across_a_restart(
 
     upstream.sandbox.agreements.clear()  # only the snapshot can say 'accepted' now
     second = create_app(settings, log_stream=io.StringIO())
-    client = await aiohttp_client(second, server_kwargs={"host": "127.0.0.1"})
+    client = await serve_app(second)
     response = await client.post(orders_path(), json=order(), headers=auth())
     assert response.status == 201
     assert response.headers["X-Gate-Decision"] == "allowed"
@@ -47,7 +47,7 @@ async def test_snapshot_keeps_confirmed_pairs_across_a_restart(
 
 
 async def test_unreadable_snapshot_rows_are_skipped(
-    aiohttp_client: AiohttpClient, make_settings: MakeSettings, tmp_path: Path
+    serve_app: ServeApp, make_settings: MakeSettings, tmp_path: Path
 ) -> None:
     """§3 snapshot_path: a damaged snapshot never stops the gate; good rows still load."""
     snapshot = tmp_path / "acceptance.jsonl"
@@ -55,20 +55,20 @@ async def test_unreadable_snapshot_rows_are_skipped(
     snapshot.write_text("not json\n{}\n" + good)
     settings = make_settings(acceptance={"snapshot_path": str(snapshot)})
     app = create_app(settings, log_stream=io.StringIO())
-    client = await aiohttp_client(app, server_kwargs={"host": "127.0.0.1"})
+    client = await serve_app(app)
     response = await client.post(orders_path(), json=order(), headers=auth())
     assert response.status == 201
 
 
 async def test_admin_reload_swaps_policy_and_refuses_a_bad_file(
-    aiohttp_client: AiohttpClient, upstream: Upstream, tmp_path: Path
+    aiohttp_client: AiohttpClient, serve_app: ServeApp, upstream: Upstream, tmp_path: Path
 ) -> None:
     """§5: POST /admin/reload applies a changed file at once and keeps the old config on error."""
     config = tmp_path / "gate.toml"
     config.write_text(f'[upstream]\nurl = "{upstream.url}"\n')
     logs = io.StringIO()
     app = create_app(load(config), log_stream=logs, config_path=str(config))
-    client = await aiohttp_client(app, server_kwargs={"host": "127.0.0.1"})
+    client = await serve_app(app)
     app[STATE].listening = True
     admin = await aiohttp_client(
         create_admin_app(load(config), app), server_kwargs={"host": "127.0.0.1"}
@@ -108,13 +108,13 @@ async def test_readyz_reports_starting_and_draining(start_gate: StartGate) -> No
 
 
 async def test_reload_refuses_what_needs_a_restart(
-    aiohttp_client: AiohttpClient, upstream: Upstream, tmp_path: Path
+    aiohttp_client: AiohttpClient, serve_app: ServeApp, upstream: Upstream, tmp_path: Path
 ) -> None:
     """§5: a reload that changes upstream.url is refused, not half-applied."""
     config = tmp_path / "gate.toml"
     config.write_text(f'[upstream]\nurl = "{upstream.url}"\n')
     app = create_app(load(config), log_stream=io.StringIO(), config_path=str(config))
-    client = await aiohttp_client(app, server_kwargs={"host": "127.0.0.1"})
+    client = await serve_app(app)
     config.write_text(f'[upstream]\nurl = "{upstream.url}/api"\n')
     assert reload(app) == ["upstream.url: changes need a restart"]
     response = await client.get("/v1/customers")
@@ -123,13 +123,13 @@ async def test_reload_refuses_what_needs_a_restart(
 
 
 async def test_reload_rotates_the_admin_token(
-    aiohttp_client: AiohttpClient, upstream: Upstream, tmp_path: Path
+    aiohttp_client: AiohttpClient, serve_app: ServeApp, upstream: Upstream, tmp_path: Path
 ) -> None:
     """§5: a reload that changes admin.token applies it at once; the scheme is case-insensitive."""
     config = tmp_path / "gate.toml"
     config.write_text(f'[upstream]\nurl = "{upstream.url}"\n[admin]\ntoken = "old-secret"\n')
     app = create_app(load(config), log_stream=io.StringIO(), config_path=str(config))
-    await aiohttp_client(app, server_kwargs={"host": "127.0.0.1"})
+    await serve_app(app)
     admin = await aiohttp_client(
         create_admin_app(load(config), app), server_kwargs={"host": "127.0.0.1"}
     )
@@ -142,13 +142,13 @@ async def test_reload_rotates_the_admin_token(
 
 
 async def test_reload_refuses_every_key_it_cannot_apply(
-    aiohttp_client: AiohttpClient, upstream: Upstream, tmp_path: Path
+    aiohttp_client: AiohttpClient, serve_app: ServeApp, upstream: Upstream, tmp_path: Path
 ) -> None:
     """§5: cache, log and timeout settings are built at start, so changing them is refused."""
     config = tmp_path / "gate.toml"
     config.write_text(f'[upstream]\nurl = "{upstream.url}"\n')
     app = create_app(load(config), log_stream=io.StringIO(), config_path=str(config))
-    await aiohttp_client(app, server_kwargs={"host": "127.0.0.1"})
+    await serve_app(app)
     config.write_text(
         f'[upstream]\nurl = "{upstream.url}"\nread_timeout_s = 9\n'
         '[acceptance]\npositive_ttl_s = 10\n[log]\nlevel = "debug"\n'
@@ -161,14 +161,14 @@ async def test_reload_refuses_every_key_it_cannot_apply(
 
 
 async def test_an_unreadable_snapshot_never_stops_the_gate(
-    aiohttp_client: AiohttpClient, make_settings: MakeSettings, tmp_path: Path
+    serve_app: ServeApp, make_settings: MakeSettings, tmp_path: Path
 ) -> None:
     """§3 snapshot_path: a snapshot that cannot be read or written is logged, not fatal."""
     folder = tmp_path / "a-directory"
     folder.mkdir()
     logs = io.StringIO()
     app = create_app(make_settings(acceptance={"snapshot_path": str(folder)}), log_stream=logs)
-    client = await aiohttp_client(app, server_kwargs={"host": "127.0.0.1"})
+    client = await serve_app(app)
     assert (await client.get("/v1/customers")).status == 200
     await client.close()
     assert "snapshot_unreadable" in logs.getvalue()

@@ -14,6 +14,7 @@ from pytest_aiohttp import AiohttpClient, AiohttpServer
 from gate import sandbox
 from gate.app import create_app
 from gate.config import Settings
+from tests.conftest import ServeApp
 from tests.support import auth, order, orders_path
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
@@ -42,6 +43,7 @@ async def _tls_sandbox(aiohttp_server: AiohttpServer, cert: Path, key: str) -> s
 async def test_a_trusted_https_upstream_is_reached(
     aiohttp_server: AiohttpServer,
     aiohttp_client: AiohttpClient,
+    serve_app: ServeApp,
     certificate: tuple[Path, Path],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -50,7 +52,7 @@ async def test_a_trusted_https_upstream_is_reached(
     url = await _tls_sandbox(aiohttp_server, cert, str(key))
     monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # trust exactly this certificate
     app = create_app(Settings(upstream={"url": url}), log_stream=io.StringIO())
-    client = await aiohttp_client(app, server_kwargs={"host": "127.0.0.1"})
+    client = await serve_app(app)
     blocked = await client.post(orders_path(), json=order(), headers=auth())
     assert blocked.status == 403  # the agreements lookup went through over TLS
     passed = await client.get("/v1/customers")
@@ -58,13 +60,16 @@ async def test_a_trusted_https_upstream_is_reached(
 
 
 async def test_an_untrusted_certificate_is_refused(
-    aiohttp_server: AiohttpServer, aiohttp_client: AiohttpClient, certificate: tuple[Path, Path]
+    aiohttp_server: AiohttpServer,
+    aiohttp_client: AiohttpClient,
+    serve_app: ServeApp,
+    certificate: tuple[Path, Path],
 ) -> None:
     """A certificate the system does not trust is never talked to: 502, nothing forwarded."""
     cert, key = certificate
     url = await _tls_sandbox(aiohttp_server, cert, str(key))
     app = create_app(Settings(upstream={"url": url}), log_stream=io.StringIO())
-    client = await aiohttp_client(app, server_kwargs={"host": "127.0.0.1"})
+    client = await serve_app(app)
     response = await client.get("/v1/customers")
     assert response.status == 502
     assert (await response.json())["errorName"] == "UpstreamUnavailable"

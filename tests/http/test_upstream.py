@@ -81,7 +81,7 @@ async def test_keep_alive_connections_are_reused(raw_server: StartRaw) -> None:
     server, url = await raw_server(script)
     upstream = pool(url)
     for _ in range(3):
-        response = await upstream.request("GET", "/x", [(b"Accept", b"*/*")])
+        response = await upstream.request("GET", "/x", b"Accept: */*\r\n")
         assert (await response.read(100)) == b"ok"
         response.release()
     assert server.connections == 1
@@ -111,7 +111,7 @@ async def test_bodies_in_every_framing(raw_server: StartRaw, answer: bytes, body
             writer.close()
 
     server, url = await raw_server(script)
-    response = await pool(url).request("GET", "/", [])
+    response = await pool(url).request("GET", "/", b"")
     assert await response.read(1000) == body
     response.release()
 
@@ -126,7 +126,7 @@ async def test_interim_100_continue_is_skipped(raw_server: StartRaw) -> None:
         )
 
     server, url = await raw_server(script)
-    response = await pool(url).request("POST", "/", [], b"{}")
+    response = await pool(url).request("POST", "/", b"", b"{}")
     assert (response.status, response.reason) == (201, "Created")
     assert await response.read(10) == b"!"
     response.release()
@@ -141,7 +141,7 @@ async def test_head_answer_ends_at_the_headers(raw_server: StartRaw) -> None:
         await asyncio.sleep(5)
 
     server, url = await raw_server(script)
-    response = await pool(url).request("HEAD", "/", [])
+    response = await pool(url).request("HEAD", "/", b"")
     assert response.content_length == 1000
     assert await response.read(10) == b""
     response.release()
@@ -161,7 +161,7 @@ async def test_a_request_body_is_framed_and_sent(raw_server: StartRaw) -> None:
         yield b"world"
 
     _, url = await raw_server(script)
-    response = await pool(url).request("PUT", "/u", [], stream())
+    response = await pool(url).request("PUT", "/u", b"", _Streamed(stream()))
     assert response.status == 204
     response.release()
     assert b"Transfer-Encoding: chunked\r\n" in seen[0]
@@ -177,7 +177,7 @@ async def test_garbage_answer_is_upstream_closed(raw_server: StartRaw) -> None:
 
     server, url = await raw_server(script)
     with pytest.raises(UpstreamClosed):
-        await pool(url).request("GET", "/", [])
+        await pool(url).request("GET", "/", b"")
 
 
 async def test_silence_is_a_timeout(raw_server: StartRaw) -> None:
@@ -189,7 +189,7 @@ async def test_silence_is_a_timeout(raw_server: StartRaw) -> None:
 
     server, url = await raw_server(script)
     with pytest.raises(TimeoutError):
-        await pool(url, read_timeout=0.2).request("GET", "/", [])
+        await pool(url, read_timeout=0.2).request("GET", "/", b"")
 
 
 async def test_refused_connection_is_upstream_closed() -> None:
@@ -199,7 +199,7 @@ async def test_refused_connection_is_upstream_closed() -> None:
     probe.close()
     await probe.wait_closed()
     with pytest.raises(UpstreamClosed):
-        await pool(URL(f"http://127.0.0.1:{port}")).request("GET", "/", [])
+        await pool(URL(f"http://127.0.0.1:{port}")).request("GET", "/", b"")
 
 
 @pytest.mark.parametrize(
@@ -221,18 +221,28 @@ async def test_stale_pooled_connection_retry(
 
     server, url = await raw_server(script)
     upstream = pool(url)
-    first = await upstream.request(method, "/", [], b"")
+    first = await upstream.request(method, "/", b"", b"")
     await first.read(10)
     first.release()
     if retried:
-        second = await upstream.request(method, "/", [], b"")
+        second = await upstream.request(method, "/", b"", b"")
         assert second.status == 200
         second.release()
         assert server.connections == 2
     else:
         with pytest.raises(UpstreamClosed):
-            await upstream.request(method, "/", [], b"")
+            await upstream.request(method, "/", b"", b"")
         assert server.connections == 1
+
+
+class _Streamed:
+    """A client body as the front door hands it to the pool: chunks arriving over time."""
+
+    def __init__(self, source: AsyncIterator[bytes]) -> None:
+        self._source = source
+
+    def chunks(self) -> AsyncIterator[bytes]:
+        return self._source
 
 
 async def _big_body(chunks: int, pause_s: float = 0.0) -> AsyncIterator[bytes]:
@@ -265,11 +275,11 @@ async def test_early_answer_is_returned_and_the_connection_never_reused(
 
     server, url = await raw_server(script)
     upstream = pool(url)
-    early = await upstream.request("PUT", "/up", [], _big_body(400), length=400 * 65536)
+    early = await upstream.request("PUT", "/up", b"", _Streamed(_big_body(400)), length=400 * 65536)
     assert early.status == 413
     assert await early.read(10) == b"no"
     early.release()
-    after = await upstream.request("GET", "/next", [])
+    after = await upstream.request("GET", "/next", b"")
     assert after.status == 200
     after.release()
     assert server.connections == 2
@@ -288,7 +298,7 @@ async def test_a_reset_cuts_a_close_delimited_body_into_an_error(raw_server: Sta
         writer.transport.abort()
 
     server, url = await raw_server(script)
-    response = await pool(url).request("GET", "/", [])
+    response = await pool(url).request("GET", "/", b"")
     with pytest.raises(UpstreamClosed):
         await response.read(1000)
     response.release()
@@ -305,7 +315,9 @@ async def test_a_slow_client_body_is_not_upstream_silence(raw_server: StartRaw) 
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 
     _, url = await raw_server(script)
-    response = await pool(url, read_timeout=0.2).request("POST", "/", [], _big_body(3, 0.3))
+    response = await pool(url, read_timeout=0.2).request(
+        "POST", "/", b"", _Streamed(_big_body(3, 0.3))
+    )
     assert response.status == 200
     response.release()
 
@@ -320,11 +332,11 @@ async def test_waiting_for_a_busy_pool_is_bounded(raw_server: StartRaw) -> None:
 
     server, url = await raw_server(script)
     upstream = UpstreamPool(url, limit=1, connect_timeout=0.2, read_timeout=2.0)
-    held = await upstream.request("GET", "/", [])
+    held = await upstream.request("GET", "/", b"")
     with pytest.raises(UpstreamClosed):
-        await upstream.request("GET", "/", [])
+        await upstream.request("GET", "/", b"")
     held.release()
-    again = await upstream.request("GET", "/", [])
+    again = await upstream.request("GET", "/", b"")
     assert again.status == 200
     again.release()
 
@@ -340,10 +352,10 @@ async def test_retry_false_forbids_even_an_idempotent_resend(raw_server: StartRa
 
     server, url = await raw_server(script)
     upstream = pool(url)
-    first = await upstream.request("PUT", "/", [], b"{}")
+    first = await upstream.request("PUT", "/", b"", b"{}")
     first.release()
     with pytest.raises(UpstreamClosed):
-        await upstream.request("PUT", "/", [], b"{}", retry=False)
+        await upstream.request("PUT", "/", b"", b"{}", retry=False)
     assert server.connections == 1
 
 
@@ -358,7 +370,7 @@ async def test_silence_after_an_early_answer_still_times_out(raw_server: StartRa
 
     _, url = await raw_server(script)
     upstream = pool(url, read_timeout=0.3)
-    response = await upstream.request("POST", "/", [], _big_body(40), length=40 * 65536)
+    response = await upstream.request("POST", "/", b"", _Streamed(_big_body(40)), length=40 * 65536)
     with pytest.raises(TimeoutError):
         await response.read(1000)
     response.release()

@@ -1,0 +1,231 @@
+"""The decision core: classify -> identify -> decide, answering with an Action value.
+
+Two steps, because a gated call's body must be read in between and reading
+belongs to the front door: ``route`` (synchronous) classifies a request
+head and returns an Action for everything it can settle alone, or a
+``Gated`` value; ``decide`` then reads the body's meaning, identifies the
+partner, asks the acceptance store and returns the Action. Pass-through
+calls (most traffic) leave ``route`` as a Forward with no lookup and no log.
+Neither step sees a socket, so the proxy and the decision service share them.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from gate.acceptance import AcceptanceStore
+from gate.core import body
+from gate.core.action import Action, Answer, Forward, Gated, Head, answer_error
+from gate.core.classify import METHOD_OVERRIDE_HEADERS, classify, normalize, split_target
+from gate.core.identity import Caller, partner_from_header, partner_from_token
+from gate.core.policy import Decision, Reason, State, Verdict
+from gate.core.record import check
+from gate.core.refusal import refusal
+from gate.core.trace import Trace
+from gate.errors import AmbiguousBody, AmbiguousMethod, GateError, PartnerUnknown
+from gate.runtime import Runtime, RuntimeHolder
+
+__all__ = ["Decider", "ReadSubscription"]
+
+_OVERRIDES = tuple(name.lower() for name in METHOD_OVERRIDE_HEADERS)
+_TOKENS_CACHED = 4096  # distinct Authorization values whose partner is remembered
+ReadSubscription = Callable[[str, str], Awaitable[Any]]
+"""(path, authorization) -> the current subscription document, or None when unreadable."""
+
+
+class Decider:
+    """One per process: the compiled config, the acceptance store, the subscription reader."""
+
+    def __init__(
+        self, holder: RuntimeHolder, store: AcceptanceStore, read_subscription: ReadSubscription
+    ) -> None:
+        self._holder = holder
+        self._store = store
+        self._read_subscription = read_subscription
+        # A commerce system sends the same token for an hour: decode each one once.
+        self._partner_of_token = functools.lru_cache(maxsize=_TOKENS_CACHED)(_token_partner)
+
+    def route(self, method: str, target: str, head: Head) -> Action | Gated:
+        """Classify a request head; a Forward for pass-through, Gated when the body decides."""
+        runtime = self._holder.current
+        try:
+            path, query = split_target(target)
+            path = normalize(path)
+            codings = head.getall("transfer-encoding")
+            if codings:
+                _check_transfer_coding(codings)
+            overrides = [
+                (name, value) for name in _OVERRIDES for value in head.getall(name)
+            ]  # usually none: three dict lookups
+            transaction = classify(runtime.rules, method, path, overrides)
+        except AmbiguousMethod as error:  # raised only on gated paths: a refusal of a gated call
+            error.headers.setdefault("X-Gate-Decision", Verdict.BLOCKED.value)
+            return answer_error(error)
+        except GateError as error:
+            return answer_error(error)
+        target = runtime.upstream_prefix + path + query
+        if transaction is None:
+            return Forward(target)
+        correlation = head.getall("ms-correlationid")
+        trace = Trace(
+            transaction, method, path, correlation[0] if correlation else None, time.perf_counter()
+        )
+        # Exemption lifts gating; a confirmation is not gated, so R6/R5 still apply to it,
+        # except on a national cloud, which does not support confirmation at all.
+        exemptable = transaction.kind != "confirmation" or runtime.policy.national_cloud
+        exempt = runtime.policy.blanket_exemption() if exemptable else None
+        if exempt is not None:  # R8 / mode off: forwarded as sent, nothing read or checked
+            trace.verdict, trace.reason = exempt.verdict.value, exempt.reason.value
+            return Forward(target, decision=Verdict.EXEMPT.value, trace=trace)
+        encodings = {value.strip().lower() for value in head.getall("content-encoding")}
+        if encodings - {"", "identity"}:
+            return answer_error(
+                AmbiguousBody(
+                    "The gate cannot inspect an encoded body on a gated call; send it unencoded.",
+                    [{"header": "Content-Encoding"}],
+                ),
+                trace,
+            )
+        return Gated(runtime, transaction, target, trace, exemptable)
+
+    async def decide(self, gated: Gated, head: Head, raw: bytes) -> Action:
+        """The Action for a gated call whose whole body is ``raw``."""
+        try:
+            return await self._decide(gated, head, raw)
+        except GateError as error:
+            return answer_error(error, gated.trace)
+
+    async def _decide(self, gated: Gated, head: Head, raw: bytes) -> Action:
+        runtime, transaction, target, trace = (
+            gated.runtime,
+            gated.transaction,
+            gated.target,
+            gated.trace,
+        )
+        trace.partner = self._partner(runtime, head)
+        policy = runtime.policy
+        exempt = policy.exemption(trace.partner) if trace.partner and gated.exemptable else None
+        if exempt is not None:  # this partner's policy is off: no body rules apply either
+            trace.verdict, trace.reason = exempt.verdict.value, exempt.reason.value
+            return Forward(target, Verdict.EXEMPT.value, raw, trace=trace)
+        doc = body.parse(raw)
+        trace.facts = _facts(transaction.when, doc)
+        if not _gated_by_body(runtime, transaction.when, doc):  # not gated: no identity (R2)
+            trace.gated = False
+            return Forward(target, body=raw, trace=trace)
+        if trace.partner is None:
+            raise _unknown_partner(runtime)
+        caller = Caller(trace.partner, transaction.customer, body.resellers(doc))
+        if transaction.kind == "confirmation":
+            check(doc)
+            trace.verdict, trace.reason = Verdict.ALLOWED.value, Reason.CONFIRMATION.value
+            return Forward(target, Verdict.ALLOWED.value, raw, record=caller, trace=trace)
+        trace.resellers = caller.resellers
+        decision = await self._verdict(gated, caller, head, doc)
+        if decision is None:  # the edit changes no seats: not a gated call after all
+            trace.facts, trace.gated = "same_quantity", False
+            return Forward(target, body=raw, trace=trace)
+        if isinstance(decision, Answer):
+            return decision
+        trace.verdict, trace.reason = decision.verdict.value, decision.reason.value
+        if decision.verdict is Verdict.BLOCKED:
+            return answer_error(refusal(runtime, decision, transaction, caller), trace)
+        return Forward(target, decision.verdict.value, raw, trace=trace)
+
+    async def _verdict(
+        self, gated: Gated, caller: Caller, head: Head, doc: Any
+    ) -> Decision | Answer | None:
+        """The decision; an upstream denial to relay as it came; or None: no seat change."""
+        runtime, trace = gated.runtime, gated.trace
+        authorization = _first(head.getall("authorization"))
+        outcome = self._store.peek(caller.partner, caller.customer) or await self._store.lookup(
+            caller.partner, caller.customer, authorization, trace.correlation
+        )
+        trace.cache = outcome.cache
+        trace.acceptance = "denied" if outcome.denied is not None else outcome.state.value
+        now = time.time()
+        policy = runtime.policy
+        if outcome.denied is not None:
+            verdict = policy.decide(caller.partner, caller.customer, State.NOT_ACCEPTED, now)
+            if verdict.verdict is not Verdict.BLOCKED:  # observing, not enforcing: forward
+                return verdict
+            trace.verdict, trace.reason = Verdict.BLOCKED.value, "upstream_denied"
+            denied = outcome.denied
+            headers = (*denied.headers, (b"X-Gate-Decision", b"blocked"))  # as it came
+            return Answer(denied.status, denied.body, headers, denied.reason, trace=trace)
+        if (
+            outcome.state is not State.ACCEPTED
+            and gated.transaction.when == "changes_quantity"
+            and runtime.seat_changes_only
+            and not await self._changes_seats(gated.target, authorization, doc)
+        ):
+            return None
+        return policy.decide(caller.partner, caller.customer, outcome.state, now)
+
+    async def _changes_seats(self, target: str, authorization: str, doc: Any) -> bool:
+        """Whether a subscription edit asks for another seat count than the current one."""
+        wanted = body.requested_quantity(doc)
+        if not isinstance(wanted, int):
+            return True
+        current = await self._read_subscription(target.partition("?")[0], authorization)
+        have = body.requested_quantity(current)
+        return not isinstance(have, int) or have != wanted  # unreadable: a seat change
+
+    def _partner(self, runtime: Runtime, head: Head) -> str | None:
+        if runtime.partner_header:
+            return partner_from_header(head.getall(runtime.partner_header.lower()))
+        authorizations = head.getall("authorization")
+        if len(authorizations) != 1:
+            return None
+        partner: str | None = self._partner_of_token(authorizations[0])
+        return partner
+
+
+def _token_partner(authorization: str) -> str | None:
+    return partner_from_token((authorization,))
+
+
+def _first(values: Any) -> str:
+    return str(values[0]) if values else ""
+
+
+def _unknown_partner(runtime: Runtime) -> PartnerUnknown:
+    source = (
+        f"the {runtime.partner_header} header"
+        if runtime.partner_header
+        else "a bearer token with exactly one tid claim"
+    )
+    return PartnerUnknown(
+        f"The gate cannot identify the calling partner: it needs {source}.",
+        [{"expected": source}],
+    )
+
+
+def _check_transfer_coding(codings: Any) -> None:
+    """Only plain chunking: the gate re-frames bodies and cannot carry other codings on."""
+    if ",".join(codings).lower().replace(" ", "") != "chunked":
+        raise AmbiguousBody(
+            "Only 'Transfer-Encoding: chunked' is accepted; other transfer codings would "
+            "reach the upstream under a different framing than they were sent with.",
+            [{"header": "Transfer-Encoding"}],
+        )
+
+
+def _facts(when: str, doc: Any) -> str | None:
+    """The body facts a rule's ``when`` turned on, for the log (and ``gate replay``)."""
+    if when == "adds_line_items":
+        return "cancel_only" if body.is_cancel_only(doc) else "adds_line_items"
+    if when == "changes_quantity":
+        return "no_quantity" if body.requested_quantity(doc) is None else "quantity"
+    return None
+
+
+def _gated_by_body(runtime: Runtime, when: str, doc: Any) -> bool:
+    if when == "adds_line_items":
+        return not body.is_cancel_only(doc)
+    if when == "changes_quantity" and runtime.seat_changes_only:
+        return body.requested_quantity(doc) is not None
+    return True

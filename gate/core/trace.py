@@ -1,0 +1,82 @@
+"""The decision log: one line and one count per gated decision, ids only.
+
+A ``Trace`` rides along with a gated call through the core and the front
+door, and is finished once, when the caller's answer is known: then its
+line is written and its verdict counted. Nothing in it is personal data:
+names, emails, phone numbers and tokens never reach a trace.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from structlog.typing import FilteringBoundLogger
+
+from gate.core.classify import Transaction
+from gate.core.policy import Verdict
+from gate.metrics import Metrics
+
+__all__ = ["Trace", "finish"]
+
+
+@dataclass(slots=True)
+class Trace:
+    """What one gated call's decision log line will say."""
+
+    transaction: Transaction
+    method: str
+    path: str
+    correlation: str | None
+    started: float
+    partner: str | None = None
+    resellers: tuple[str, ...] = ()
+    verdict: str | None = None
+    reason: str = ""
+    cache: str = "none"
+    acceptance: str | None = None  # the state the store answered; None when nobody asked
+    facts: str | None = None  # what the body said that the rule's `when` depends on
+    gated: bool = True  # False once the body shows the call is not gated after all
+
+    def refused(self, error_name: str) -> str:
+        """Mark a refusal (unless a verdict that let it through stands) and say the header."""
+        if self.verdict is None or self.verdict == Verdict.BLOCKED:
+            self.verdict = Verdict.BLOCKED.value
+            self.reason = self.reason or error_name
+        return self.verdict
+
+
+def finish(
+    trace: Trace,
+    status: int,
+    error: str | None,
+    metrics: Metrics,
+    logger: FilteringBoundLogger,
+) -> None:
+    """Write the line and count the verdict.
+
+    A call that matched a rule but whose body made it ungated is logged as
+    ``not_gated`` (no count, no verdict), so a replay under another policy sees it.
+    """
+    verdict = None if not trace.gated else trace.verdict or Verdict.BLOCKED.value
+    if verdict is not None:
+        metrics.decisions[(trace.transaction.kind, verdict)].inc()
+    logger.info(
+        "decision" if verdict is not None else "not_gated",
+        method=trace.method,
+        path=trace.path,
+        partner=trace.partner,
+        customer=trace.transaction.customer,
+        resellers=list(trace.resellers),
+        transaction=trace.transaction.kind,
+        rule=trace.transaction.rule,
+        decision=verdict,
+        reason=trace.reason,
+        cache=trace.cache,
+        acceptance=trace.acceptance,
+        body=trace.facts,
+        status=status,
+        error=error,
+        latency_ms=round((time.perf_counter() - trace.started) * 1000, 3),
+        correlation_id=trace.correlation,
+    )

@@ -1,0 +1,266 @@
+"""One request on a client connection: its head, its body as it arrives, and the answer written.
+
+The protocol (``gate.http.server``) feeds a ``Cycle`` from llhttp's callbacks;
+the pipeline reads the body (streamed, or whole for a gated call) and writes
+one answer. Reading pauses the client socket while more than 256 KiB of body
+wait unread; writing waits whenever the client's socket buffer is full.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from gate.errors import AmbiguousBody, BodyTooLarge
+
+if TYPE_CHECKING:
+    from gate.http.server import ProxyProtocol
+
+__all__ = ["Body", "ClientGone", "Cycle", "RequestHead"]
+
+_HIGH_WATER = 256 * 1024  # unread body bytes before the client socket is paused
+# Headers the gate reads, kept decoded by name as they arrive (the rest stay raw bytes).
+_READ = frozenset(
+    {
+        b"authorization",
+        b"connection",
+        b"content-encoding",
+        b"content-length",
+        b"expect",
+        b"host",
+        b"ms-correlationid",
+        b"transfer-encoding",
+        b"x-forwarded-for",
+        b"x-http-method",
+        b"x-http-method-override",
+        b"x-method-override",
+    }
+)
+_READ_NAMES = frozenset(name.decode() for name in _READ)
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+class ClientGone(Exception):
+    """The client closed its connection before the call was over."""
+
+
+class RequestHead:
+    """A request's headers: the raw pairs in order, and the few the gate reads, decoded."""
+
+    __slots__ = ("found", "raw")
+
+    def __init__(self) -> None:
+        self.raw: list[tuple[bytes, bytes]] = []
+        self.found: dict[str, list[str]] = {}
+
+    def add(self, name: bytes, value: bytes) -> None:
+        self.raw.append((name, value))
+        lowered = name.lower()
+        if lowered in _READ:
+            self.found.setdefault(lowered.decode(), []).append(value.decode("latin-1"))
+
+    def getall(self, name: str) -> Sequence[str]:
+        """Every value of ``name`` (lowercase), in order."""
+        found = self.found.get(name)
+        if found is not None or name in _READ_NAMES:
+            return found or ()
+        wanted = name.encode("latin-1")  # a configured name (identity.partner_header)
+        return [value.decode("latin-1") for key, value in self.raw if key.lower() == wanted]
+
+
+class Body:
+    """A request body as it arrives, read chunk by chunk or whole."""
+
+    __slots__ = ("_chunks", "_conn", "_continue", "_waiter", "buffered", "done", "error", "size")
+
+    def __init__(self, conn: ProxyProtocol, expect_continue: bool) -> None:
+        self._conn = conn
+        self._chunks: collections.deque[bytes] = collections.deque()
+        self._waiter: Any = None  # asyncio.Future[None] while a reader waits
+        self._continue = expect_continue  # 100 Continue owed before the first read
+        self.buffered = 0
+        self.size = 0  # bytes received so far
+        self.done = False
+        self.error: BaseException | None = None
+
+    # -- fed by the protocol --------------------------------------------------
+
+    def feed(self, chunk: bytes) -> None:
+        self._chunks.append(chunk)
+        self.buffered += len(chunk)
+        self.size += len(chunk)
+        if self.buffered > _HIGH_WATER:
+            self._conn.pause_body()
+        self._wake()
+
+    def finish(self) -> None:
+        self.done = True
+        self._wake()
+
+    def fail(self, error: BaseException) -> None:
+        if not self.done and self.error is None:
+            self.error = error
+            self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- read by the pipeline -------------------------------------------------
+
+    @property
+    def waiting(self) -> bool:
+        """A reader waits for bytes the client has not sent (what body_timeout_s bounds)."""
+        return self._waiter is not None
+
+    async def next(self) -> bytes | None:
+        """The next chunk, or None at the end; RequestTimeout or ClientGone on failure."""
+        while not self._chunks:
+            if self.done:
+                return None
+            if self.error is not None:
+                raise self.error
+            if self._continue:
+                self._continue = False
+                self._conn.write(_CONTINUE)
+            self._waiter = self._conn.loop.create_future()
+            self._conn.body_waiting(True)
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+                self._conn.body_waiting(False)
+        chunk = self._chunks.popleft()
+        self.buffered -= len(chunk)
+        if self.buffered <= _HIGH_WATER // 2:
+            self._conn.resume_body()
+        return chunk
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        while (chunk := await self.next()) is not None:
+            yield chunk
+
+    async def read(self, limit: int, length: int | None) -> bytes:
+        """The whole body (a gated call's), at most ``limit`` bytes."""
+        if length is not None and length > limit:
+            raise BodyTooLarge(
+                f"A gated call's body may be at most {limit} bytes.", [{"limit": limit}]
+            )
+        parts: list[bytes] = []
+        size = 0
+        while (chunk := await self.next()) is not None:
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge(
+                    f"A gated call's body may be at most {limit} bytes.", [{"limit": limit}]
+                )
+            parts.append(chunk)
+        if length is not None and size != length:
+            raise AmbiguousBody("The body ended before its Content-Length.", [])
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+class Cycle:
+    """One request and its one answer."""
+
+    __slots__ = (
+        "body",
+        "close",
+        "conn",
+        "has_body",
+        "head",
+        "http10",
+        "length",
+        "method",
+        "sent",
+        "started",
+        "status",
+        "target",
+    )
+
+    def __init__(
+        self,
+        conn: ProxyProtocol,
+        method: str,
+        target: str,
+        head: RequestHead,
+        *,
+        http10: bool,
+        keep_alive: bool,
+        has_body: bool,
+    ) -> None:
+        self.conn = conn
+        self.method = method
+        self.target = target
+        self.head = head
+        self.http10 = http10
+        self.close = not keep_alive  # close the connection after this answer
+        expect = head.found.get("expect")
+        continue_owed = not http10 and expect is not None and "100-continue" in expect[0].lower()
+        self.body = Body(conn, continue_owed)
+        self.has_body = has_body  # a Content-Length above 0, or chunked
+        if not has_body:
+            self.body.done = True
+        lengths = head.found.get("content-length")
+        self.length = (
+            int(lengths[0]) if lengths and not head.found.get("transfer-encoding") else None
+        )
+        self.sent = False  # the status line is out: a failure can only cut the connection
+        self.started = False
+        self.status = 0
+
+    @property
+    def gone(self) -> bool:
+        return self.conn.closed
+
+    # -- writing the answer ---------------------------------------------------
+
+    def respond(
+        self,
+        status: int,
+        reason: bytes,
+        headers: bytes,
+        *,
+        length: int | None,
+        body: bytes = b"",
+        bodiless: bool = False,
+    ) -> bool:
+        """Write the status line and head (with ``body`` when given whole).
+
+        Returns whether the body that follows must be chunk-encoded. ``length``
+        None with a body to stream: chunked for HTTP/1.1, until close for 1.0.
+        """
+        self.sent, self.status = True, status
+        if not self.body.done or self.conn.draining:
+            self.close = True  # unread request bytes, or shutting down: end after this
+        framing: bytes
+        chunked = False
+        if bodiless:
+            framing = b"Content-Length: %d\r\n" % length if length is not None else b""
+        elif length is not None:
+            framing = b"Content-Length: %d\r\n" % length
+        elif self.http10:
+            framing, self.close = b"", True
+        else:
+            framing, chunked = b"Transfer-Encoding: chunked\r\n", True
+        if self.close:
+            framing += b"Connection: close\r\n"
+        elif self.http10:
+            framing += b"Connection: keep-alive\r\n"
+        self.conn.write(
+            b"HTTP/1.1 %d %s\r\n%s%s\r\n%s" % (status, reason or b"", headers, framing, body)
+        )
+        return chunked
+
+    async def write(self, data: bytes, chunked: bool) -> None:
+        """One piece of a streamed body, waiting while the client's buffer is full."""
+        if chunked:
+            data = b"%x\r\n%s\r\n" % (len(data), data)
+        self.conn.write(data)
+        await self.conn.drain()
+
+    def end(self, chunked: bool) -> None:
+        if chunked:
+            self.conn.write(b"0\r\n\r\n")

@@ -1,0 +1,437 @@
+"""The proxy front door: an asyncio Protocol per client connection, requests parsed by llhttp.
+
+``ProxyProtocol`` owns the socket: it feeds httptools' strict parser (never
+the lenient flags), turns each request head into a ``Cycle``, answers
+pipelined requests in order (one runs, the rest wait with reading paused),
+and enforces the front door's limits: a head must be complete within
+``server.header_timeout_s`` and ``server.max_header_bytes`` (a target within
+``server.max_target_bytes``), a body may not stall longer than
+``server.body_timeout_s``, and an idle keep-alive connection is closed after
+``server.keepalive_timeout_s``. ``FrontDoor`` is the listener: it checks every
+connection's clock once a second (cheaper than a timer per request) and
+drains on shutdown. What a request then becomes is ``gate.pipeline``'s work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import Awaitable, Callable
+from email.utils import formatdate
+from typing import Any, cast
+
+import httptools
+from structlog.typing import FilteringBoundLogger
+
+from gate.config import ServerSettings
+from gate.core.action import Answer, answer_error
+from gate.errors import (
+    GateError,
+    MalformedRequest,
+    RequestHeaderFieldsTooLarge,
+    RequestTargetTooLong,
+    RequestTimeout,
+)
+from gate.http.cycle import ClientGone, Cycle, RequestHead
+
+__all__ = ["FrontDoor", "ProxyProtocol"]
+
+Handler = Callable[[Cycle], Awaitable[None]]
+_TICK_S = 1.0
+_SLACK = 256 * 1024  # what one read may add on top of a head that is still incomplete
+
+
+class _Oversized(Exception):
+    """Raised from a parser callback to stop parsing a head that broke a limit."""
+
+    def __init__(self, error: GateError) -> None:
+        self.error = error
+
+
+class ProxyProtocol(asyncio.Protocol):
+    """One client connection: parsing, pipelining, flow control and the client-side clocks."""
+
+    def __init__(self, door: FrontDoor) -> None:
+        self.door = door
+        self.loop = door.loop
+        self.transport: asyncio.Transport | None = None
+        self.peer = b"unknown"
+        self.closed = False
+        self.draining = door.draining
+        self._parser = httptools.HttpRequestParser(self)
+        self._queue: collections.deque[Cycle] = collections.deque()  # [0] runs, the rest wait
+        self._parsing: Cycle | None = None  # the cycle whose body is arriving
+        self._url: list[bytes] = []
+        self._url_size = 0
+        self._head: RequestHead | None = None  # the head being parsed
+        self._head_size = 0
+        self._pending = 0  # bytes fed while a head was incomplete (bounds llhttp's buffer)
+        self._head_since: float | None = None  # a head is arriving since then
+        self._idle_since: float | None = door.loop.time()  # nothing to do since then
+        self._fresh = True  # no request yet: the first must arrive within header_timeout_s
+        self._body_wait_since: float | None = None
+        self._write_paused_since: float | None = None
+        self._drained: asyncio.Future[None] | None = None
+        self._paused_for_body = False
+        self._paused_for_queue = False
+        self._reading_paused = False
+        self._upgraded = False
+
+    # -- asyncio.Protocol ---------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's TCPTransport quacks like asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+        peer = transport.get_extra_info("peername")
+        if peer:
+            self.peer = str(peer[0]).encode()
+        self.door.connections.add(self)
+        if self.door.draining:
+            self.close()
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed or self._upgraded:
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:
+            oversized = exc.__context__
+            if isinstance(oversized, _Oversized):
+                self._refuse(oversized.error)
+            else:
+                raise
+        except httptools.HttpParserUpgrade:
+            self._upgraded = True  # no protocol switch here: answer, then close
+            if self._queue:
+                self._queue[-1].close = True
+        except httptools.HttpParserError as exc:
+            self._refuse(MalformedRequest(f"The request is not valid HTTP/1.1: {_reason(exc)}."))
+        else:
+            if self._head is not None:  # llhttp holds a partial header line: bound it too
+                self._pending += len(data)
+                if self._pending > self.door.max_header_bytes + _SLACK:
+                    self._refuse(_head_too_large(self.door.max_header_bytes))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.door.connections.discard(self)
+        gone = ClientGone()
+        for cycle in self._queue:
+            cycle.body.fail(gone)
+        if self._parsing is not None:
+            self._parsing.body.fail(gone)
+        self._wake_writer()
+
+    def pause_writing(self) -> None:
+        if self._drained is None:
+            self._drained = self.loop.create_future()
+            self._write_paused_since = self.loop.time()
+
+    def resume_writing(self) -> None:
+        self._write_paused_since = None
+        self._wake_writer()
+
+    def _wake_writer(self) -> None:
+        drained, self._drained = self._drained, None
+        if drained is not None and not drained.done():
+            drained.set_result(None)
+
+    # -- llhttp callbacks ---------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._head = RequestHead()
+        self._head_size = 0
+        self._url = []
+        self._url_size = 0
+        self._head_since = self.loop.time()
+        self._idle_since = None
+
+    def on_url(self, url: bytes) -> None:
+        self._url.append(url)
+        self._url_size += len(url)
+        if self._url_size > self.door.max_target_bytes:
+            limit = self.door.max_target_bytes
+            raise _Oversized(
+                RequestTargetTooLong(
+                    f"The request target is over {limit} bytes.", [{"limit": limit}]
+                )
+            )
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_size += len(name) + len(value) + 4
+        if self._head_size > self.door.max_header_bytes:
+            raise _Oversized(_head_too_large(self.door.max_header_bytes))
+        cast(RequestHead, self._head).add(name, value)
+
+    def on_headers_complete(self) -> None:
+        parser = self._parser
+        head = cast(RequestHead, self._head)
+        self._head, self._head_since, self._fresh, self._pending = None, None, False, 0
+        found = head.found
+        lengths = found.get("content-length")
+        has_body = "transfer-encoding" in found or (
+            lengths is not None and lengths[0].strip() not in ("0", "")
+        )
+        cycle = Cycle(
+            self,
+            parser.get_method().decode("ascii"),
+            (self._url[0] if len(self._url) == 1 else b"".join(self._url)).decode("latin-1"),
+            head,
+            http10=parser.get_http_version() == "1.0",
+            keep_alive=parser.should_keep_alive() and not self.draining,
+            has_body=has_body,
+        )
+        self._parsing = cycle
+        self._queue.append(cycle)
+        if len(self._queue) == 1:
+            self._start(cycle)
+        else:
+            self._paused_for_queue = True  # pipelined: hold further requests until it runs
+            self._flow()
+
+    def on_body(self, chunk: bytes) -> None:
+        if self._parsing is not None:
+            self._parsing.body.feed(chunk)
+
+    def on_message_complete(self) -> None:
+        if self._parsing is not None:
+            self._parsing.body.finish()
+            self._parsing = None
+        if not self._queue:
+            self._idle_since = self.loop.time()
+
+    # -- cycles ---------------------------------------------------------------
+
+    def _start(self, cycle: Cycle) -> None:
+        cycle.started = True
+        task = self.loop.create_task(self._run(cycle))
+        self.door.tasks.add(task)
+        task.add_done_callback(self.door.tasks.discard)
+
+    async def _run(self, cycle: Cycle) -> None:
+        try:
+            await self.door.handler(cycle)
+        except ClientGone:
+            pass
+        except Exception as exc:  # the one boundary: a bug must not leave the client hanging
+            self.door.logger.error("internal_error", error=type(exc).__name__)
+            if not cycle.sent and not self.closed:
+                cycle.close = True
+                self.send(cycle, answer_error(GateError("The gate failed to handle the call.")))
+            else:
+                self.abort()
+            return
+        self._done(cycle)
+
+    def _done(self, cycle: Cycle) -> None:
+        if self._queue and self._queue[0] is cycle:
+            self._queue.popleft()
+        if self.closed:
+            return
+        if cycle.close or not cycle.body.done:
+            self.close()  # the client asked, or the rest of its body was never read
+            return
+        if self._queue:
+            self._start(self._queue[0])
+        else:
+            self._paused_for_queue = False
+            self._flow()
+            if self._parsing is None and self._head is None:
+                self._idle_since = self.loop.time()
+
+    def send(self, cycle: Cycle, answer: Answer) -> None:
+        """Write one whole answer the gate gives itself."""
+        lines = b"".join(b"%s: %s\r\n" % pair for pair in answer.headers)
+        if answer.error is not None:  # the gate's own answer (a relayed one keeps its Date)
+            lines += self.door.date
+        reason = answer.reason.encode("latin-1") if answer.reason else _REASONS.get(answer.status)
+        cycle.respond(
+            answer.status, reason or b"", lines, length=len(answer.body),
+            body=answer.body if cycle.method != "HEAD" else b"",
+        )  # fmt: skip
+
+    def _refuse(self, error: GateError) -> None:
+        """Answer a request the parser refused, then close: the stream cannot be trusted."""
+        if self.closed or self.transport is None:
+            return
+        self._head = self._head_since = None
+        self._upgraded = True  # parse nothing more from this connection
+        # The kind and llhttp's own reason only: the request's bytes may hold a token.
+        self.door.logger.info("request_refused", error=error.error_name, peer=self.peer.decode())
+        if self._parsing is not None:
+            self._parsing.body.fail(error)  # a broken body: its reader answers the error
+        if self._queue:  # calls are waiting: they are answered, and the connection closes after
+            self._queue[-1].close = True
+            return
+        answer = answer_error(error)
+        lines = b"".join(b"%s: %s\r\n" % pair for pair in answer.headers)
+        self.transport.write(
+            b"HTTP/1.1 %d %s\r\n%s%sContent-Length: %d\r\nConnection: close\r\n\r\n%s"
+            % (
+                answer.status,
+                _REASONS.get(answer.status, b""),
+                lines,
+                self.door.date,
+                len(answer.body),
+                answer.body,
+            )
+        )
+        self.close()
+
+    # -- flow control ---------------------------------------------------------
+
+    def pause_body(self) -> None:
+        self._paused_for_body = True
+        self._flow()
+
+    def resume_body(self) -> None:
+        if self._paused_for_body:
+            self._paused_for_body = False
+            self._flow()
+
+    def body_waiting(self, waiting: bool) -> None:
+        self._body_wait_since = self.loop.time() if waiting else None
+
+    def _flow(self) -> None:
+        paused = self._paused_for_body or self._paused_for_queue
+        if paused != self._reading_paused and self.transport is not None and not self.closed:
+            self._reading_paused = paused
+            if paused:
+                self.transport.pause_reading()
+            else:
+                self.transport.resume_reading()
+
+    def write(self, data: bytes) -> None:
+        if not self.closed and self.transport is not None:
+            self.transport.write(data)
+
+    async def drain(self) -> None:
+        if self.closed:
+            raise ClientGone()
+        if self._drained is not None:
+            await self._drained
+            if self.closed:
+                raise ClientGone()
+
+    def close(self) -> None:
+        if not self.closed and self.transport is not None:
+            self.closed = True
+            self.transport.close()
+
+    def abort(self) -> None:
+        """Cut the connection: the client must see a broken answer, never a short one."""
+        if self.transport is not None:
+            self.closed = True
+            self.transport.abort()
+
+    # -- clocks -----------------------------------------------------------------
+
+    def tick(self, now: float) -> None:
+        """Once a second: enforce the head, body, write and keep-alive limits."""
+        door = self.door
+        if self._head_since is not None:
+            if now - self._head_since > door.header_timeout:
+                self._refuse(RequestTimeout("The request head did not arrive in time."))
+        elif self._idle_since is not None and not self._queue:
+            limit = door.header_timeout if self._fresh else door.keepalive_timeout
+            if now - self._idle_since > limit or self.draining:
+                self.close()  # nothing was asked: no answer is owed
+        if self._body_wait_since is not None and now - self._body_wait_since > door.body_timeout:
+            body = self._queue[0].body if self._queue else None
+            if body is not None:
+                body.fail(RequestTimeout("The request body stalled for too long."))
+        paused = self._write_paused_since
+        if paused is not None and now - paused > door.body_timeout:
+            self.abort()  # the client stopped reading its answer
+
+    def shutdown(self) -> None:
+        """Draining: close when idle, else after the answer in progress."""
+        self.draining = True
+        for cycle in self._queue:
+            cycle.close = True
+        if not self._queue and self._head is None:
+            self.close()
+
+
+class FrontDoor:
+    """The proxy listener: its connections, their clocks, and a drain on shutdown."""
+
+    def __init__(
+        self, handler: Handler, settings: ServerSettings, logger: FilteringBoundLogger
+    ) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.handler = handler
+        self.logger = logger
+        self.header_timeout = settings.header_timeout_s
+        self.body_timeout = settings.body_timeout_s
+        self.keepalive_timeout = settings.keepalive_timeout_s
+        self.max_header_bytes = settings.max_header_bytes
+        self.max_target_bytes = settings.max_target_bytes
+        self.connections: set[ProxyProtocol] = set()
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.draining = False
+        self.date = b""
+        self._server: asyncio.AbstractServer | None = None
+        self._ticker: asyncio.TimerHandle | None = None
+
+    async def start(self, host: str, port: int, *, reuse_port: bool = False) -> int:
+        """Listen; returns the port (useful when ``port`` is 0)."""
+        self._server = await self.loop.create_server(
+            lambda: ProxyProtocol(self), host, port, backlog=1024, reuse_port=reuse_port or None
+        )
+        self._tick()
+        return int(self._server.sockets[0].getsockname()[1])
+
+    def _tick(self) -> None:
+        self.date = b"Date: %s\r\n" % formatdate(usegmt=True).encode()
+        now = self.loop.time()
+        for conn in list(self.connections):
+            conn.tick(now)
+        self._ticker = self.loop.call_later(_TICK_S, self._tick)
+
+    async def drain(self, grace: float) -> None:
+        """Stop accepting, let calls in flight finish within ``grace``, then cut the rest."""
+        self.draining = True
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self.connections):
+            conn.shutdown()
+        try:
+            async with asyncio.timeout(grace):
+                while self.connections or self.tasks:  # noqa: ASYNC110 - many owners, no event
+                    await asyncio.sleep(0.05)
+        except TimeoutError:
+            for conn in list(self.connections):
+                conn.abort()
+        if self._ticker is not None:
+            self._ticker.cancel()
+        for task in list(self.tasks):
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+def _head_too_large(limit: int) -> RequestHeaderFieldsTooLarge:
+    return RequestHeaderFieldsTooLarge(
+        f"The request head is over {limit} bytes.", [{"limit": limit}]
+    )
+
+
+def _reason(exc: httptools.HttpParserError) -> str:
+    text = str(exc.args[0]) if exc.args else type(exc).__name__
+    return text.rstrip(".")[:120]
+
+
+_REASONS = {
+    400: b"Bad Request",
+    401: b"Unauthorized",
+    403: b"Forbidden",
+    408: b"Request Timeout",
+    413: b"Content Too Large",
+    414: b"URI Too Long",
+    431: b"Request Header Fields Too Large",
+    499: b"Client Closed Request",
+    500: b"Internal Server Error",
+    502: b"Bad Gateway",
+    503: b"Service Unavailable",
+    504: b"Gateway Timeout",
+}
