@@ -163,7 +163,9 @@ def _decision(
     if bucket_unknown:
         lines.append("unaccepted:  blocked (403) or would-block (rollout_observed): pass --partner")
     elif seat_check and unaccepted.verdict is Verdict.BLOCKED:
-        lines.append(f"unaccepted:  {_verdict(unaccepted)} if the quantity differs, else not gated")
+        lines.append(
+            f"unaccepted:  if the quantity differs: {_verdict(unaccepted)}; else not gated"
+        )
     else:
         lines.append(f"unaccepted:  {_verdict(unaccepted)}")
     if who is None and settings.partners:

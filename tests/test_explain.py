@@ -58,7 +58,10 @@ def test_subscription_edit_with_a_quantity() -> None:
         "with an unconfirmed pair the gate reads the subscription to compare"
     )
     assert out["accepted"] == "allowed (accepted), forwarded"
-    assert out["unaccepted"].endswith("if the quantity differs, else not gated")
+    assert out["unaccepted"] == (
+        "if the quantity differs: blocked (403 CustomerAcceptanceRequired, not_accepted), "
+        "not forwarded; else not gated"
+    )
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,6 @@
 """Re-decide one logged gated call under another compiled config, as a live gate would.
 
-This walks the steps of the gated-call flow (``gate/gated.py``) in their
+This walks the steps of the gated-call flow (``gate/core/decide.py``) in their
 order, using what the log line recorded in place of what the live gate read
 from the call, the body and the acceptance store:
 
