@@ -50,26 +50,35 @@ class Transaction:
 
 @dataclass(frozen=True, slots=True)
 class _Template:
-    segments: tuple[str | None, ...]
+    literals: tuple[tuple[int, str], ...]  # (position, text) of each fixed segment
     customer_at: int
     by_method: dict[str, Rule]
 
+    def fits(self, segments: Sequence[str]) -> bool:
+        for at, text in self.literals:  # noqa: SIM110 - a loop beats all(genexpr) here
+            if segments[at] != text:
+                return False
+        return True
+
 
 class RuleTable:
-    """Rules compiled once: templates grouped by segment count, methods by dict."""
+    """Rules compiled once: templates grouped by segment count, and by method and count."""
 
-    __slots__ = ("_by_length", "methods")
+    __slots__ = ("_by_length", "_by_method", "methods")
 
     def __init__(self, rules: Iterable[Rule]) -> None:
         grouped: dict[str, dict[str, Rule]] = {}
         for rule in rules:
             grouped.setdefault(rule.path, {})[rule.method] = rule
         self._by_length: dict[int, list[_Template]] = {}
+        self._by_method: dict[tuple[str, int], list[tuple[_Template, Rule]]] = {}
         for path, by_method in grouped.items():
             parts = path.strip("/").split("/")
-            segments = tuple(None if part.startswith("{") else part for part in parts)
-            template = _Template(segments, parts.index("{customer}"), by_method)
+            literals = tuple((at, part) for at, part in enumerate(parts) if part[0] != "{")
+            template = _Template(literals, parts.index("{customer}"), by_method)
             self._by_length.setdefault(len(parts), []).append(template)
+            for method, rule in by_method.items():
+                self._by_method.setdefault((method, len(parts)), []).append((template, rule))
         self.methods = frozenset(m for by_method in grouped.values() for m in by_method)
 
     def match(self, segments: Sequence[str]) -> dict[str, tuple[Rule, str]]:
@@ -81,14 +90,18 @@ class RuleTable:
         """
         found: dict[str, tuple[Rule, str]] = {}
         for template in self._by_length.get(len(segments), ()):
-            for want, have in zip(template.segments, segments, strict=True):
-                if want is not None and want != have:
-                    break
-            else:
+            if template.fits(segments):
                 customer = segments[template.customer_at]
                 for method, rule in template.by_method.items():
                     found.setdefault(method, (rule, customer))
         return found
+
+    def match_method(self, method: str, segments: Sequence[str]) -> tuple[Rule, str] | None:
+        """``match(segments).get(method)``, without looking at other methods' rules."""
+        for template, rule in self._by_method.get((method, len(segments)), ()):
+            if template.fits(segments):
+                return rule, segments[template.customer_at]
+        return None
 
 
 def _decode_unreserved(path: str) -> str:
@@ -162,7 +175,15 @@ def classify(
         if method not in table.methods and not overrides:
             return None
     lowered = path.lower()
-    found = table.match(lowered.strip("/").split("/"))
+    segments = lowered.strip("/").split("/")
+    if not overrides:  # the usual call: only this method's rules can match
+        hit = table.match_method(method, segments)
+        if hit is None:
+            if table.match(segments):  # another method's gated path: not a look-alike
+                return None
+            return _classify_lookalike(table, method, lowered, overrides)
+        return _transaction(*hit)
+    found = table.match(segments)
     if not found:
         return _classify_lookalike(table, method, lowered, overrides)
     if overrides:
@@ -178,8 +199,11 @@ def classify(
             )
     if method not in found:
         return None
-    rule, customer = found[method]
-    if ";" in customer or _TRIMMED.search(customer):
+    return _transaction(*found[method])
+
+
+def _transaction(rule: Rule, customer: str) -> Transaction:
+    if ";" in customer or customer.endswith(_TRIM_ENDS):
         raise AmbiguousPath(
             "A gated path carries a ';' parameter or a segment ending in '.' or a blank.", []
         )
@@ -187,6 +211,12 @@ def classify(
 
 
 _TRIMMED = re.compile(r"(?:\.|%20|%09)+(?=/|$)")  # trailing dots and blanks of a segment
+_TRIM_ENDS = (".", "%20", "%09")
+
+
+def _trimmed(path: str) -> bool:
+    """``_TRIMMED.search(path)``, without the regex: some segment ends in '.' or a blank."""
+    return path.endswith(_TRIM_ENDS) or "./" in path or "%20/" in path or "%09/" in path
 
 
 def _classify_lookalike(
@@ -197,7 +227,7 @@ def _classify_lookalike(
     ASP.NET and IIS trim trailing dots and spaces from segments, Java stacks
     drop ';params': ``/orders.`` or ``/orders;x`` must not pass as ungated.
     """
-    if ";" not in lowered and not _TRIMMED.search(lowered):
+    if ";" not in lowered and not _trimmed(lowered):
         return None
     stripped = "/".join(segment.partition(";")[0] for segment in lowered.split("/"))
     stripped = _TRIMMED.sub("", stripped)

@@ -16,9 +16,36 @@ from typing import Any, cast
 
 import httptools
 
-__all__ = ["Connection", "UpstreamClosed", "UpstreamResponse"]
+__all__ = ["RESPONSE_DROP", "Connection", "UpstreamClosed", "UpstreamResponse", "relayed_headers"]
 
 _HIGH_WATER = 256 * 1024  # buffered body bytes before the upstream socket is paused
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+    }
+)
+RESPONSE_DROP = HOP_BY_HOP | {b"content-length"}  # the gate frames answers itself
+_PLAIN_TOKENS = frozenset({b"keep-alive", b"close", b""})  # name nothing that is relayed
+
+
+def relayed_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """An answer's headers less hop-by-hop ones, framing, and whatever Connection names."""
+    tokens = [
+        token.strip().lower()
+        for name, value in headers
+        if name.lower() == b"connection"
+        for token in value.split(b",")
+    ]
+    drop = RESPONSE_DROP.union(tokens) if tokens else RESPONSE_DROP
+    return [(name, value) for name, value in headers if name.lower() not in drop]
 
 
 class UpstreamClosed(Exception):
@@ -34,12 +61,18 @@ class Connection(asyncio.Protocol):
         self.idle_since = 0.0
         self._loop = asyncio.get_running_loop()
         self.heard_at = self._loop.time()  # last sign of life, for the pool's watchdog
+        # One parser for the connection's life: llhttp reads keep-alive answers in turn, and
+        # a connection whose answer went wrong is closed, never reused.
+        self._parser = httptools.HttpResponseParser(self)
         self._reset()
         self._drained: asyncio.Future[None] | None = None
 
     def _reset(self) -> None:
-        self._parser = httptools.HttpResponseParser(self)
         self._headers: list[tuple[bytes, bytes]] = []
+        self._relayed: list[bytes] = []  # header lines to relay, as sent
+        self._length: int | None = None
+        self._framed = False
+        self._tokens = False  # a Connection header names other headers
         self._reason = b""
         self._head_ready: asyncio.Future[UpstreamResponse] | None = None
         self._chunks: collections.deque[bytes] = collections.deque()
@@ -110,16 +143,35 @@ class Connection(asyncio.Protocol):
         self._reason += reason
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        """Keep the pair, and sort it once: relayed as sent, or framing the gate redoes."""
         self._headers.append((name, value))
+        lowered = name.lower()
+        if lowered not in RESPONSE_DROP:
+            self._relayed += (name, b": ", value, b"\r\n")
+        elif lowered == b"content-length":
+            self._framed = True
+            self._length = int(value) if value.strip().isdigit() else None
+        elif lowered == b"transfer-encoding":
+            self._framed = True
+        elif lowered == b"connection":
+            self._tokens = self._tokens or any(
+                token.strip().lower() not in _PLAIN_TOKENS for token in value.split(b",")
+            )
 
     def on_headers_complete(self) -> None:
         status = self._parser.get_status_code()
         if 100 <= status < 200 and status != 101:
             self._informational = True  # 100 Continue and kin: wait for the real answer
-            self._headers, self._reason = [], b""
+            self._headers, self._reason, self._relayed = [], b"", []
+            self._length, self._framed, self._tokens = None, False, False
             return
         headers = self._headers
-        response = UpstreamResponse(self, status, self._reason, headers)
+        if self._tokens:  # rare: a Connection header names headers to drop as well
+            self._relayed = [b"%s: %s\r\n" % pair for pair in relayed_headers(headers)]
+        response = UpstreamResponse(
+            self, status, self._reason, headers, b"".join(self._relayed), self._length
+        )
+        response.until_close = not self._framed
         self._response = response
         self.answered = True
         self._release_writer(None)  # an early answer: stop sending, never reuse the connection
@@ -196,6 +248,13 @@ class Connection(asyncio.Protocol):
     def time_out(self) -> None:
         self._fail(TimeoutError("the upstream stayed silent for longer than read_timeout"))
 
+    def take_all(self) -> bytes | None:
+        if not self.done or self.error is not None:
+            return None
+        chunks, self._chunks = self._chunks, collections.deque()
+        self._buffered = 0
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
     async def next_chunk(self) -> bytes | None:
         """The next body chunk, or None at the end of the body."""
         while not self._chunks:
@@ -224,27 +283,34 @@ class Connection(asyncio.Protocol):
 class UpstreamResponse:
     """An answer whose head has arrived; the body is read with ``chunks()`` or ``read()``."""
 
-    __slots__ = ("_conn", "headers", "on_release", "reason_bytes", "status", "until_close")
+    __slots__ = (
+        "_conn",
+        "content_length",
+        "headers",
+        "on_release",
+        "reason_bytes",
+        "relayed",
+        "status",
+        "until_close",
+    )
 
     def __init__(
-        self, conn: Connection, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]
+        self,
+        conn: Connection,
+        status: int,
+        reason: bytes,
+        headers: list[tuple[bytes, bytes]],
+        relayed: bytes = b"",
+        content_length: int | None = None,
     ) -> None:
         self._conn = conn
         self.on_release: Callable[[Connection], None] | None = None
         self.status = status
         self.reason_bytes = reason
-        self.headers = headers
-        framed = any(
-            name.lower() in (b"content-length", b"transfer-encoding") for name, _ in headers
-        )
-        self.until_close = not framed
-
-    @property
-    def content_length(self) -> int | None:
-        for name, value in self.headers:
-            if name.lower() == b"content-length":
-                return int(value) if value.strip().isdigit() else None
-        return None
+        self.headers = headers  # every pair as it came
+        self.relayed = relayed  # the header lines a client gets: less hop-by-hop and framing
+        self.content_length = content_length
+        self.until_close = False
 
     @property
     def reason(self) -> str:
@@ -253,6 +319,10 @@ class UpstreamResponse:
     def next_chunk(self) -> Awaitable[bytes | None]:
         """The next body chunk, or None at the end of the body."""
         return self._conn.next_chunk()
+
+    def whole(self) -> bytes | None:
+        """The whole body when it has all arrived already (the usual small answer), else None."""
+        return self._conn.take_all()
 
     async def chunks(self) -> AsyncIterator[bytes]:
         while (chunk := await self._conn.next_chunk()) is not None:

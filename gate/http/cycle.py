@@ -17,27 +17,41 @@ from gate.errors import AmbiguousBody, BodyTooLarge
 if TYPE_CHECKING:
     from gate.http.server import ProxyProtocol
 
-__all__ = ["Body", "ClientGone", "Cycle", "RequestHead"]
+__all__ = ["NOT_FORWARDED", "Body", "ClientGone", "Cycle", "RequestHead"]
 
 _HIGH_WATER = 256 * 1024  # unread body bytes before the client socket is paused
-# Headers the gate reads, kept decoded by name as they arrive (the rest stay raw bytes).
-_READ = frozenset(
-    {
-        b"authorization",
-        b"connection",
-        b"content-encoding",
-        b"content-length",
-        b"expect",
-        b"host",
-        b"ms-correlationid",
-        b"transfer-encoding",
-        b"x-forwarded-for",
-        b"x-http-method",
-        b"x-http-method-override",
-        b"x-method-override",
-    }
-)
-_READ_NAMES = frozenset(name.decode() for name in _READ)
+_READ, _FORWARD = 1, 2
+# Headers the gate reads (kept decoded by name) or never forwards; any other name is
+# forwarded as it came. Never forwarded: hop-by-hop ones, framing the gate redoes, its own
+# X-Forwarded-*, and URL overrides some upstream stacks honour (they could re-route a call).
+_KINDS = {
+    b"authorization": _READ | _FORWARD,
+    b"content-encoding": _READ | _FORWARD,
+    b"ms-correlationid": _READ | _FORWARD,
+    b"x-http-method": _READ | _FORWARD,
+    b"x-http-method-override": _READ | _FORWARD,
+    b"x-method-override": _READ | _FORWARD,
+    b"connection": _READ,
+    b"content-length": _READ,
+    b"expect": _READ,
+    b"host": _READ,
+    b"transfer-encoding": _READ,
+    b"x-forwarded-for": _READ,
+    b"keep-alive": 0,
+    b"proxy-connection": 0,
+    b"te": 0,
+    b"trailer": 0,
+    b"upgrade": 0,
+    b"proxy-authenticate": 0,
+    b"proxy-authorization": 0,
+    b"x-original-url": 0,
+    b"x-rewrite-url": 0,
+    b"x-forwarded-proto": 0,
+    b"x-forwarded-host": 0,
+}
+NOT_FORWARDED = frozenset(name for name, kind in _KINDS.items() if not kind & _FORWARD)
+_OVERRIDES = frozenset({b"x-http-method", b"x-http-method-override", b"x-method-override"})
+_READ_NAMES = frozenset(name.decode() for name, kind in _KINDS.items() if kind & _READ)
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
@@ -46,19 +60,45 @@ class ClientGone(Exception):
 
 
 class RequestHead:
-    """A request's headers: the raw pairs in order, and the few the gate reads, decoded."""
+    """A request's headers: raw pairs in order, the few the gate reads, and the lines to forward.
 
-    __slots__ = ("found", "raw")
+    One pass as llhttp delivers them: each name is lowered once, and the
+    header lines for the upstream are built on the way.
+    """
+
+    __slots__ = ("found", "lines", "raw")
 
     def __init__(self) -> None:
         self.raw: list[tuple[bytes, bytes]] = []
         self.found: dict[str, list[str]] = {}
+        self.lines: list[bytes] = []  # forwardable header lines, as sent
 
     def add(self, name: bytes, value: bytes) -> None:
         self.raw.append((name, value))
         lowered = name.lower()
-        if lowered in _READ:
+        kind = _KINDS.get(lowered)
+        if kind is None:
+            if b"_" in lowered and _lookalike(lowered):
+                return
+            self.lines += (name, b": ", value, b"\r\n")
+            return
+        if kind & _READ:
             self.found.setdefault(lowered.decode(), []).append(value.decode("latin-1"))
+        if kind & _FORWARD:
+            self.lines += (name, b": ", value, b"\r\n")
+
+    def forwardable(self, extra: set[bytes]) -> bytes:
+        """The forwarded lines less ``extra`` names too (what a Connection header lists)."""
+        kept = []
+        for name, value in self.raw:
+            lowered = name.lower()
+            kind = _KINDS.get(lowered)
+            if kind is None and b"_" in lowered and _lookalike(lowered):
+                continue
+            dropped = lowered in extra or lowered.replace(b"_", b"-") in extra
+            if (kind is None or kind & _FORWARD) and not dropped:
+                kept.append(b"%s: %s\r\n" % (name, value))
+        return b"".join(kept)
 
     def getall(self, name: str) -> Sequence[str]:
         """Every value of ``name`` (lowercase), in order."""
@@ -67,6 +107,12 @@ class RequestHead:
             return found or ()
         wanted = name.encode("latin-1")  # a configured name (identity.partner_header)
         return [value.decode("latin-1") for key, value in self.raw if key.lower() == wanted]
+
+
+def _lookalike(lowered: bytes) -> bool:
+    """IIS reads X_Original_URL as X-Original-URL: underscore spellings of dropped headers."""
+    dashed = lowered.replace(b"_", b"-")
+    return dashed in NOT_FORWARDED or dashed in _OVERRIDES
 
 
 class Body:

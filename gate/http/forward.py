@@ -14,46 +14,19 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from gate.core.action import Forward, answer_error
-from gate.core.classify import METHOD_OVERRIDE_HEADERS
 from gate.errors import GateError, UpstreamTimeout, UpstreamUnavailable
+from gate.http.connection import relayed_headers
 from gate.http.cycle import Body, Cycle, RequestHead
 from gate.http.upstream import UpstreamClosed, UpstreamPool, UpstreamResponse
 from gate.metrics import Metrics
 
 __all__ = ["Fetched", "Relayed", "fetch", "forward", "upstream_headers"]
 
-_HOP_BY_HOP = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-    }
-)
-# Never forwarded: hop-by-hop, framing the gate redoes, our own X-Forwarded-*,
-# and URL overrides some upstream stacks honour (they could re-route a classified call).
-_REQUEST_DROP = _HOP_BY_HOP | {
-    b"host",
-    b"expect",
-    b"content-length",
-    b"x-original-url",
-    b"x-rewrite-url",
-    b"x-forwarded-for",
-    b"x-forwarded-proto",
-    b"x-forwarded-host",
-}
-_RESPONSE_DROP = _HOP_BY_HOP | {b"content-length"}
-_OVERRIDE_NAMES = frozenset(name.lower().encode() for name in METHOD_OVERRIDE_HEADERS)
 _BUFFER_LIMIT = 64 * 1024  # answers up to this size are relayed in one write
 _INSPECT_LIMIT = 1024 * 1024  # answers the gate reads (confirmations) up to this size
 _NO_BODY = frozenset({204, 304})
@@ -96,8 +69,7 @@ def _upstream_errors(metrics: Metrics | None) -> Iterator[None]:
         raise _translated(exc, metrics) from exc
 
 
-def _connection_tokens(values: Sequence[str]) -> list[bytes]:
-    return [token.strip().lower().encode("latin-1") for v in values for token in v.split(",")]
+_PLAIN_TOKENS = frozenset({"keep-alive", "close", ""})  # name no header that is forwarded
 
 
 def upstream_headers(head: RequestHead, peer: bytes, *, inspect: bool = False) -> bytes:
@@ -106,39 +78,22 @@ def upstream_headers(head: RequestHead, peer: bytes, *, inspect: bool = False) -
     ``inspect``: the gate reads this answer itself, so it asks for it unencoded.
     """
     found = head.found
-    connection = found.get("connection")
-    drop = _REQUEST_DROP.union(_connection_tokens(connection)) if connection else _REQUEST_DROP
-    if inspect:
-        drop = drop | {b"accept-encoding"}
-    parts: list[bytes] = []
-    for name, value in head.raw:
-        lowered = name.lower()
-        if lowered in drop:
-            continue
-        if b"_" in lowered:  # IIS reads X_Original_URL as X-Original-URL: drop the look-alikes
-            lowered = lowered.replace(b"_", b"-")
-            if lowered in drop or lowered in _OVERRIDE_NAMES:
-                continue
-        parts += (name, b": ", value, b"\r\n")
+    tokens = {
+        token.strip().lower() for value in found.get("connection", ()) for token in value.split(",")
+    }
+    if inspect or not tokens <= _PLAIN_TOKENS:  # rare: drop what Connection names, too
+        extra = {token.encode("latin-1") for token in tokens - _PLAIN_TOKENS}
+        lines = head.forwardable(extra | {b"accept-encoding"} if inspect else extra)
+    else:
+        lines = b"".join(head.lines)
     forwarded = found.get("x-forwarded-for")
     chain = b", ".join([*(v.encode("latin-1") for v in forwarded), peer]) if forwarded else peer
-    parts += (b"X-Forwarded-For: ", chain, b"\r\nX-Forwarded-Proto: http\r\n")
     host = found.get("host")
-    if host:
-        parts += (b"X-Forwarded-Host: ", host[0].encode("latin-1"), b"\r\n")
-    return b"".join(parts)
-
-
-def _response_headers(upstream: UpstreamResponse) -> list[tuple[bytes, bytes]]:
-    headers = upstream.headers
-    tokens = [
-        token.strip().lower()
-        for name, value in headers
-        if name.lower() == b"connection"
-        for token in value.split(b",")
-    ]
-    drop = _RESPONSE_DROP.union(tokens) if tokens else _RESPONSE_DROP
-    return [(name, value) for name, value in headers if name.lower() not in drop]
+    return b"%sX-Forwarded-For: %s\r\nX-Forwarded-Proto: http\r\n%s" % (
+        lines,
+        chain,
+        b"X-Forwarded-Host: %s\r\n" % host[0].encode("latin-1") if host else b"",
+    )
 
 
 async def forward(cycle: Cycle, action: Forward, pool: UpstreamPool, metrics: Metrics) -> Relayed:
@@ -183,15 +138,18 @@ def _refuse(cycle: Cycle, error: GateError, decision: str | None) -> Relayed:
 async def _relay(
     cycle: Cycle, upstream: UpstreamResponse, metrics: Metrics, decision: str | None, inspect: bool
 ) -> Relayed:
-    headers = _response_headers(upstream)
+    block = upstream.relayed
     if decision is not None:
-        headers.append((b"X-Gate-Decision", decision.encode()))
-    block = b"".join(b"%s: %s\r\n" % pair for pair in headers)
+        block += b"X-Gate-Decision: %s\r\n" % decision.encode()
     status, reason, length = upstream.status, upstream.reason_bytes, upstream.content_length
     if cycle.method == "HEAD" or status in _NO_BODY or status < 200:
         cycle.respond(status, reason, block, length=None if status in _NO_BODY else length,
                       bodiless=True)  # fmt: skip
         return Relayed(status)
+    whole = upstream.whole()
+    if whole is not None:  # it all came with the head: one write
+        cycle.respond(status, reason, block, length=len(whole), body=whole)
+        return Relayed(status, body=whole)
     limit = _INSPECT_LIMIT if inspect else _BUFFER_LIMIT
     kept: list[bytes] = []
     if length is None or length <= limit:
@@ -252,4 +210,4 @@ async def fetch(
                 body = await upstream.read(_INSPECT_LIMIT)
             finally:
                 upstream.release()
-    return Fetched(upstream.status, upstream.reason, tuple(_response_headers(upstream)), body)
+    return Fetched(upstream.status, upstream.reason, tuple(relayed_headers(upstream.headers)), body)

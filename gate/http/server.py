@@ -41,8 +41,8 @@ _TICK_S = 1.0
 _SLACK = 256 * 1024  # what one read may add on top of a head that is still incomplete
 
 
-class _Oversized(Exception):
-    """Raised from a parser callback to stop parsing a head that broke a limit."""
+class _Refused(Exception):
+    """Raised from a parser callback to stop parsing a head the gate refuses."""
 
     def __init__(self, error: GateError) -> None:
         self.error = error
@@ -95,9 +95,9 @@ class ProxyProtocol(asyncio.Protocol):
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
-            oversized = exc.__context__
-            if isinstance(oversized, _Oversized):
-                self._refuse(oversized.error)
+            refused = exc.__context__
+            if isinstance(refused, _Refused):
+                self._refuse(refused.error)
             else:
                 raise
         except httptools.HttpParserUpgrade:
@@ -151,7 +151,7 @@ class ProxyProtocol(asyncio.Protocol):
         self._url_size += len(url)
         if self._url_size > self.door.max_target_bytes:
             limit = self.door.max_target_bytes
-            raise _Oversized(
+            raise _Refused(
                 RequestTargetTooLong(
                     f"The request target is over {limit} bytes.", [{"limit": limit}]
                 )
@@ -160,7 +160,7 @@ class ProxyProtocol(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         self._head_size += len(name) + len(value) + 4
         if self._head_size > self.door.max_header_bytes:
-            raise _Oversized(_head_too_large(self.door.max_header_bytes))
+            raise _Refused(_head_too_large(self.door.max_header_bytes))
         cast(RequestHead, self._head).add(name, value)
 
     def on_headers_complete(self) -> None:
@@ -168,6 +168,10 @@ class ProxyProtocol(asyncio.Protocol):
         head = cast(RequestHead, self._head)
         self._head, self._head_since, self._fresh, self._pending = None, None, False, 0
         found = head.found
+        http10 = parser.get_http_version() == "1.0"
+        hosts = found.get("host", ())
+        if len(hosts) > 1 or (not hosts and not http10):  # RFC 9112 §3.2
+            raise _Refused(MalformedRequest("An HTTP/1.1 request needs exactly one Host header."))
         lengths = found.get("content-length")
         has_body = "transfer-encoding" in found or (
             lengths is not None and lengths[0].strip() not in ("0", "")
@@ -177,7 +181,7 @@ class ProxyProtocol(asyncio.Protocol):
             parser.get_method().decode("ascii"),
             (self._url[0] if len(self._url) == 1 else b"".join(self._url)).decode("latin-1"),
             head,
-            http10=parser.get_http_version() == "1.0",
+            http10=http10,
             keep_alive=parser.should_keep_alive() and not self.draining,
             has_body=has_body,
         )
@@ -330,7 +334,9 @@ class ProxyProtocol(asyncio.Protocol):
         """Once a second: enforce the head, body, write and keep-alive limits."""
         door = self.door
         if self._head_since is not None:
-            if now - self._head_since > door.header_timeout:
+            if self._reading_paused:  # the gate holds the head back, not the client
+                self._head_since = now
+            elif now - self._head_since > door.header_timeout:
                 self._refuse(RequestTimeout("The request head did not arrive in time."))
         elif self._idle_since is not None and not self._queue:
             limit = door.header_timeout if self._fresh else door.keepalive_timeout
