@@ -23,8 +23,18 @@ from gate.config import Settings
 from gate.core.decide import Decider
 from gate.http.server import FrontDoor
 from gate.http.upstream import UpstreamPool
-from gate.keys import CONFIG_PATH, LOGGER, METRICS, RUNTIME, STATE, STORE, UPSTREAM, Lifecycle
-from gate.logs import make_logger
+from gate.keys import (
+    CONFIG_PATH,
+    HOT_LINES,
+    LOGGER,
+    METRICS,
+    RUNTIME,
+    STATE,
+    STORE,
+    UPSTREAM,
+    Lifecycle,
+)
+from gate.logs import HotLines, make_logger
 from gate.metrics import Metrics
 from gate.pipeline import Pipeline
 from gate.runtime import RuntimeHolder, compile_settings
@@ -43,7 +53,9 @@ def create_app(
     app = web.Application()
     app[RUNTIME] = RuntimeHolder(compile_settings(settings))
     app[METRICS] = Metrics(__version__)
-    app[LOGGER] = make_logger(settings.log.level, settings.log.format, log_stream or sys.stdout)
+    stream = log_stream or sys.stdout
+    app[LOGGER] = make_logger(settings.log.level, settings.log.format, stream)
+    app[HOT_LINES] = HotLines(settings.log.level, settings.log.format, stream, app[LOGGER])
     app[STATE] = Lifecycle()
     app[CONFIG_PATH] = config_path or ""
     app.cleanup_ctx.append(upstream_pool)
@@ -57,7 +69,7 @@ async def start_proxy(
     """Open the proxy listener over a set-up app; returns the front door and its port."""
     store, logger = app[STORE], app[LOGGER]
     decider = Decider(app[RUNTIME], store, store.read_subscription)
-    pipeline = Pipeline(decider, app[UPSTREAM], store, app[METRICS], logger)
+    pipeline = Pipeline(decider, app[UPSTREAM], store, app[METRICS], app[HOT_LINES])
     door = FrontDoor(pipeline.handle, app[RUNTIME].current.settings.server, logger)
     return door, await door.start(host, port, reuse_port=reuse_port)
 

@@ -9,11 +9,13 @@ from structlog.typing import FilteringBoundLogger
 
 from gate.acceptance import AcceptanceStore
 from gate.http.upstream import UpstreamPool
+from gate.logs import HotLines
 from gate.metrics import Metrics
 from gate.runtime import RuntimeHolder
 
 __all__ = [
     "CONFIG_PATH",
+    "HOT_LINES",
     "LOGGER",
     "METRICS",
     "RUNTIME",
@@ -38,5 +40,6 @@ UPSTREAM = web.AppKey("upstream", UpstreamPool)
 STORE = web.AppKey("store", AcceptanceStore)
 METRICS = web.AppKey("metrics", Metrics)
 LOGGER = web.AppKey("logger", FilteringBoundLogger)
+HOT_LINES = web.AppKey("hot_lines", HotLines)  # the decision log, written per gated call
 STATE = web.AppKey("state", Lifecycle)
 CONFIG_PATH = web.AppKey("config_path", str)  # empty: built-in defaults and the environment

@@ -8,8 +8,6 @@ decision line once its answer is known.
 
 from __future__ import annotations
 
-from structlog.typing import FilteringBoundLogger
-
 from gate.acceptance import AcceptanceStore
 from gate.core.action import Answer, Forward, Gated, answer_error
 from gate.core.decide import Decider
@@ -20,6 +18,7 @@ from gate.errors import GateError
 from gate.http.cycle import ClientGone, Cycle
 from gate.http.forward import Relayed, forward
 from gate.http.upstream import UpstreamPool
+from gate.logs import HotLines
 from gate.metrics import Metrics
 
 __all__ = ["Pipeline"]
@@ -28,7 +27,7 @@ __all__ = ["Pipeline"]
 class Pipeline:
     """What every proxied request goes through; one per process."""
 
-    __slots__ = ("decider", "logger", "metrics", "pool", "store")
+    __slots__ = ("decider", "lines", "metrics", "pool", "store")
 
     def __init__(
         self,
@@ -36,10 +35,10 @@ class Pipeline:
         pool: UpstreamPool,
         store: AcceptanceStore,
         metrics: Metrics,
-        logger: FilteringBoundLogger,
+        lines: HotLines,
     ) -> None:
         self.decider, self.pool, self.store = decider, pool, store
-        self.metrics, self.logger = metrics, logger
+        self.metrics, self.lines = metrics, lines
 
     async def handle(self, cycle: Cycle) -> None:
         action = self.decider.route(cycle.method, cycle.target, cycle.head)
@@ -54,13 +53,13 @@ class Pipeline:
                 action = answer_error(error, trace)
             except ClientGone:
                 trace.verdict, trace.reason = Verdict.BLOCKED.value, "client_gone"
-                finish(trace, 499, None, self.metrics, self.logger)
+                finish(trace, 499, None, self.metrics, self.lines)
                 raise
             else:
                 action = await self.decider.decide(action, cycle.head, raw)
         relayed = await self._execute(cycle, action)
         if action.trace is not None:
-            finish(action.trace, relayed.status, relayed.error, self.metrics, self.logger)
+            finish(action.trace, relayed.status, relayed.error, self.metrics, self.lines)
 
     async def _execute(self, cycle: Cycle, action: Answer | Forward) -> Relayed:
         if isinstance(action, Answer):

@@ -11,10 +11,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from structlog.typing import FilteringBoundLogger
-
 from gate.core.classify import Transaction
 from gate.core.policy import Verdict
+from gate.logs import HotLines
 from gate.metrics import Metrics
 
 __all__ = ["Trace", "finish"]
@@ -46,13 +45,7 @@ class Trace:
         return self.verdict
 
 
-def finish(
-    trace: Trace,
-    status: int,
-    error: str | None,
-    metrics: Metrics,
-    logger: FilteringBoundLogger,
-) -> None:
+def finish(trace: Trace, status: int, error: str | None, metrics: Metrics, lines: HotLines) -> None:
     """Write the line and count the verdict.
 
     A call that matched a rule but whose body made it ungated is logged as
@@ -61,22 +54,27 @@ def finish(
     verdict = None if not trace.gated else trace.verdict or Verdict.BLOCKED.value
     if verdict is not None:
         metrics.decisions[(trace.transaction.kind, verdict)].inc()
-    logger.info(
+    if not lines.enabled:
+        return
+    transaction = trace.transaction
+    lines.info(
         "decision" if verdict is not None else "not_gated",
-        method=trace.method,
-        path=trace.path,
-        partner=trace.partner,
-        customer=trace.transaction.customer,
-        resellers=list(trace.resellers),
-        transaction=trace.transaction.kind,
-        rule=trace.transaction.rule,
-        decision=verdict,
-        reason=trace.reason,
-        cache=trace.cache,
-        acceptance=trace.acceptance,
-        body=trace.facts,
-        status=status,
-        error=error,
-        latency_ms=round((time.perf_counter() - trace.started) * 1000, 3),
-        correlation_id=trace.correlation,
+        {
+            "method": trace.method,
+            "path": trace.path,
+            "partner": trace.partner,
+            "customer": transaction.customer,
+            "resellers": list(trace.resellers),
+            "transaction": transaction.kind,
+            "rule": transaction.rule,
+            "decision": verdict,
+            "reason": trace.reason,
+            "cache": trace.cache,
+            "acceptance": trace.acceptance,
+            "body": trace.facts,
+            "status": status,
+            "error": error,
+            "latency_ms": round((time.perf_counter() - trace.started) * 1000, 3),
+            "correlation_id": trace.correlation,
+        },
     )
