@@ -70,7 +70,7 @@ async def start_proxy(
     store, logger = app[STORE], app[LOGGER]
     decider = Decider(app[RUNTIME], store, store.read_subscription)
     pipeline = Pipeline(decider, app[UPSTREAM], store, app[METRICS], app[HOT_LINES])
-    door = FrontDoor(pipeline.handle, app[RUNTIME].current.settings.server, logger)
+    door = FrontDoor(pipeline.start, app[RUNTIME].current.settings.server, logger)
     return door, await door.start(host, port, reuse_port=reuse_port)
 
 

@@ -8,15 +8,18 @@ decision line once its answer is known.
 
 from __future__ import annotations
 
+from collections.abc import Coroutine
+from typing import Any
+
 from gate.acceptance import AcceptanceStore
-from gate.core.action import Answer, Forward, Gated, answer_error
+from gate.core.action import Action, Answer, Forward, Gated, answer_error
 from gate.core.decide import Decider
 from gate.core.policy import Verdict
 from gate.core.record import proves_acceptance
 from gate.core.trace import finish
 from gate.errors import GateError
 from gate.http.cycle import ClientGone, Cycle
-from gate.http.forward import Relayed, forward
+from gate.http.forward import Relayed, forward, forward_now
 from gate.http.upstream import UpstreamPool
 from gate.logs import HotLines
 from gate.metrics import Metrics
@@ -40,8 +43,19 @@ class Pipeline:
         self.decider, self.pool, self.store = decider, pool, store
         self.metrics, self.lines = metrics, lines
 
-    async def handle(self, cycle: Cycle) -> None:
+    def start(self, cycle: Cycle) -> Coroutine[Any, Any, None] | None:
+        """Route a request head; a bodiless pass-through call is sent at once, without a task."""
         action = self.decider.route(cycle.method, cycle.target, cycle.head)
+        if (
+            type(action) is Forward
+            and action.trace is None
+            and not cycle.has_body
+            and forward_now(cycle, action, self.pool, self.metrics)
+        ):
+            return None
+        return self.handle(cycle, action)
+
+    async def handle(self, cycle: Cycle, action: Action | Gated) -> None:
         if isinstance(action, Forward) and action.trace is None:
             await forward(cycle, action, self.pool, self.metrics)  # pass-through
             return
@@ -57,9 +71,14 @@ class Pipeline:
                 raise
             else:
                 action = await self.decider.decide(action, cycle.head, raw)
-        relayed = await self._execute(cycle, action)
-        if action.trace is not None:
-            finish(action.trace, relayed.status, relayed.error, self.metrics, self.lines)
+        relayed: Relayed | None = None
+        try:
+            relayed = await self._execute(cycle, action)
+        finally:  # one line per gated call, also when its client left mid-answer
+            if action.trace is not None:
+                if relayed is None:  # the client left while its answer was on the way
+                    relayed = Relayed(cycle.status if cycle.sent else 499)
+                finish(action.trace, relayed.status, relayed.error, self.metrics, self.lines)
 
     async def _execute(self, cycle: Cycle, action: Answer | Forward) -> Relayed:
         if isinstance(action, Answer):

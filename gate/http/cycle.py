@@ -156,6 +156,12 @@ class Body:
 
     # -- read by the pipeline -------------------------------------------------
 
+    def send_continue(self) -> None:
+        """Owe no more: tell the client (``Expect: 100-continue``) to send its body now."""
+        if self._continue:
+            self._continue = False
+            self._conn.write(_CONTINUE)
+
     @property
     def waiting(self) -> bool:
         """A reader waits for bytes the client has not sent (what body_timeout_s bounds)."""
@@ -168,9 +174,7 @@ class Body:
                 return None
             if self.error is not None:
                 raise self.error
-            if self._continue:
-                self._continue = False
-                self._conn.write(_CONTINUE)
+            self.send_continue()
             self._waiter = self._conn.loop.create_future()
             self._conn.body_waiting(True)
             try:

@@ -13,6 +13,7 @@ call whose pooled connection turned out dead.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -20,12 +21,12 @@ from dataclasses import dataclass
 
 from gate.core.action import Forward, answer_error
 from gate.errors import GateError, UpstreamTimeout, UpstreamUnavailable
-from gate.http.connection import relayed_headers
+from gate.http.connection import Connection, relayed_headers
 from gate.http.cycle import Body, Cycle, RequestHead
 from gate.http.upstream import UpstreamClosed, UpstreamPool, UpstreamResponse
 from gate.metrics import Metrics
 
-__all__ = ["Fetched", "Relayed", "fetch", "forward", "upstream_headers"]
+__all__ = ["Fetched", "Relayed", "fetch", "forward", "forward_now", "upstream_headers"]
 
 _BUFFER_LIMIT = 64 * 1024  # answers up to this size are relayed in one write
 _INSPECT_LIMIT = 1024 * 1024  # answers the gate reads (confirmations) up to this size
@@ -96,21 +97,95 @@ def upstream_headers(head: RequestHead, peer: bytes, *, inspect: bool = False) -
     )
 
 
-async def forward(cycle: Cycle, action: Forward, pool: UpstreamPool, metrics: Metrics) -> Relayed:
-    """Send the call upstream and relay the answer to the client."""
+def forward_now(cycle: Cycle, action: Forward, pool: UpstreamPool, metrics: Metrics) -> bool:
+    """Start a bodiless call on an idle pooled connection, carried on by callbacks, not a task.
+
+    The usual read takes this path: its answer usually arrives whole with its
+    head and goes back in one write. False when no idle connection is free;
+    then the caller runs ``forward``.
+    """
+    lines = upstream_headers(cycle.head, cycle.conn.peer)
+    started = pool.send_now(cycle.method, action.target, lines)
+    if started is None:
+        return False
+    conn, head_ready = started
+    metrics.in_flight += 1
+    head_ready.add_done_callback(
+        functools.partial(_answered, cycle, action, pool, metrics, conn, time.perf_counter())
+    )
+    return True
+
+
+def _answered(
+    cycle: Cycle,
+    action: Forward,
+    pool: UpstreamPool,
+    metrics: Metrics,
+    conn: Connection,
+    started: float,
+    head_ready: asyncio.Future[UpstreamResponse],
+) -> None:
+    """The answer's head arrived for a call ``forward_now`` sent (or the exchange failed)."""
+    try:
+        try:
+            upstream = head_ready.result()
+        except (TimeoutError, UpstreamClosed) as exc:
+            pool.abandon(conn)
+            metrics.in_flight -= 1
+            if isinstance(exc, UpstreamClosed) and pool.retryable(conn, cycle.method):
+                # A pooled connection the upstream had closed: the one re-send, on a new one.
+                cycle.conn.run(cycle, forward(cycle, action, pool, metrics, fresh=True))
+                return
+            _refuse(cycle, _translated(exc, metrics), None)
+            cycle.conn.finished(cycle)
+            return
+        metrics.upstream_duration.observe(time.perf_counter() - started)
+        upstream.on_release = pool.give_back
+        status = upstream.status
+        whole = upstream.whole() if status >= 200 and status not in _NO_BODY else None
+        if whole is None or cycle.method == "HEAD":
+            cycle.conn.run(cycle, _relay_and_release(cycle, upstream, metrics))
+            return
+        cycle.respond(
+            status, upstream.reason_bytes, upstream.relayed, length=len(whole), body=whole
+        )
+        upstream.release()
+        metrics.in_flight -= 1
+        cycle.conn.finished(cycle)
+    except Exception as exc:  # a bug: the connection must not be left hanging
+        cycle.conn.fail(cycle, exc)
+
+
+async def _relay_and_release(cycle: Cycle, upstream: UpstreamResponse, metrics: Metrics) -> None:
+    try:
+        await _relay(cycle, upstream, metrics, None, False)
+    finally:
+        upstream.release()
+        metrics.in_flight -= 1
+
+
+async def forward(
+    cycle: Cycle, action: Forward, pool: UpstreamPool, metrics: Metrics, *, fresh: bool = False
+) -> Relayed:
+    """Send the call upstream and relay the answer to the client.
+
+    ``fresh``: on a new connection, never a pooled one (the re-send of a call
+    whose pooled connection turned out closed).
+    """
     inspect = action.record is not None
     lines = upstream_headers(cycle.head, cycle.conn.peer, inspect=inspect)
     payload: bytes | Body | None = action.body
     length = None
     if payload is None and cycle.has_body:
         payload, length = cycle.body, cycle.length
+        cycle.body.send_continue()  # before the upstream hears of a body that may not come
     started = time.perf_counter()
     metrics.in_flight += 1
     try:
         try:
             upstream = await pool.request(
                 cycle.method, action.target, lines, payload, length=length,
-                retry=action.body is None,
+                retry=action.body is None, fresh=fresh,
             )  # fmt: skip  # a gated call (its body already read) is never re-sent
         except (TimeoutError, UpstreamClosed) as exc:
             return _refuse(cycle, _translated(exc, metrics), action.decision)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from email.utils import formatdate
 from typing import Any, cast
 
@@ -36,7 +36,9 @@ from gate.http.cycle import ClientGone, Cycle, RequestHead
 
 __all__ = ["FrontDoor", "ProxyProtocol"]
 
-Handler = Callable[[Cycle], Awaitable[None]]
+Handler = Callable[[Cycle], Coroutine[Any, Any, None] | None]
+"""Starts a cycle: a coroutine to run as its task, or None when it carries on by callbacks
+(and then calls ``ProxyProtocol.finished`` itself)."""
 _TICK_S = 1.0
 _SLACK = 256 * 1024  # what one read may add on top of a head that is still incomplete
 
@@ -76,6 +78,7 @@ class ProxyProtocol(asyncio.Protocol):
         self._paused_for_queue = False
         self._reading_paused = False
         self._upgraded = False
+        self._refusal: GateError | None = None  # owed once the queued calls are answered
 
     # -- asyncio.Protocol ---------------------------------------------------
 
@@ -98,8 +101,9 @@ class ProxyProtocol(asyncio.Protocol):
             refused = exc.__context__
             if isinstance(refused, _Refused):
                 self._refuse(refused.error)
-            else:
-                raise
+            else:  # a bug in a callback: answered 500, never a silent drop
+                self.door.logger.error("internal_error", error=type(refused).__name__)
+                self._refuse(GateError("The gate failed to read the request."))
         except httptools.HttpParserUpgrade:
             self._upgraded = True  # no protocol switch here: answer, then close
             if self._queue:
@@ -161,7 +165,9 @@ class ProxyProtocol(asyncio.Protocol):
         self._head_size += len(name) + len(value) + 4
         if self._head_size > self.door.max_header_bytes:
             raise _Refused(_head_too_large(self.door.max_header_bytes))
-        cast(RequestHead, self._head).add(name, value)
+        if self._head is not None:
+            self._head.add(name, value)
+        # else: a chunked body's trailer (llhttp reports it here): counted, never forwarded
 
     def on_headers_complete(self) -> None:
         parser = self._parser
@@ -176,6 +182,13 @@ class ProxyProtocol(asyncio.Protocol):
         has_body = "transfer-encoding" in found or (
             lengths is not None and lengths[0].strip() not in ("0", "")
         )
+        if has_body and parser.should_upgrade():  # llhttp would skip the body: refuse it
+            raise _Refused(
+                MalformedRequest(
+                    "The gate does not switch protocols; send a request with a body "
+                    "without an Upgrade offer."
+                )
+            )
         cycle = Cycle(
             self,
             parser.get_method().decode("ascii"),
@@ -208,31 +221,49 @@ class ProxyProtocol(asyncio.Protocol):
 
     def _start(self, cycle: Cycle) -> None:
         cycle.started = True
-        task = self.loop.create_task(self._run(cycle))
+        try:
+            work = self.door.handler(cycle)
+        except Exception as exc:
+            self.fail(cycle, exc)
+            return
+        if work is not None:
+            self.run(cycle, work)
+
+    def run(self, cycle: Cycle, work: Coroutine[Any, Any, Any]) -> None:
+        """Carry on with ``cycle`` in a task; ``finished`` is called when it ends."""
+        task = self.loop.create_task(self._run(cycle, work))
         self.door.tasks.add(task)
         task.add_done_callback(self.door.tasks.discard)
 
-    async def _run(self, cycle: Cycle) -> None:
+    async def _run(self, cycle: Cycle, work: Coroutine[Any, Any, Any]) -> None:
         try:
-            await self.door.handler(cycle)
+            await work
         except ClientGone:
             pass
         except Exception as exc:  # the one boundary: a bug must not leave the client hanging
-            self.door.logger.error("internal_error", error=type(exc).__name__)
-            if not cycle.sent and not self.closed:
-                cycle.close = True
-                self.send(cycle, answer_error(GateError("The gate failed to handle the call.")))
-            else:
-                self.abort()
+            self.fail(cycle, exc)
             return
-        self._done(cycle)
+        self.finished(cycle)
 
-    def _done(self, cycle: Cycle) -> None:
+    def fail(self, cycle: Cycle, exc: BaseException) -> None:
+        """A bug while handling ``cycle``: a 500 if nothing was sent yet; the connection ends."""
+        self.door.logger.error("internal_error", error=type(exc).__name__)
+        cycle.close = True
+        if not cycle.sent and not self.closed:
+            self.send(cycle, answer_error(GateError("The gate failed to handle the call.")))
+        else:
+            self.abort()
+        self.finished(cycle)
+
+    def finished(self, cycle: Cycle) -> None:
+        """The answer to ``cycle`` is out: start the next pipelined request, or wait idle."""
         if self._queue and self._queue[0] is cycle:
             self._queue.popleft()
         if self.closed:
             return
         if cycle.close or not cycle.body.done:
+            if self._refusal is not None and not self._queue:
+                self._write_refusal(self._refusal)  # a later request the parser refused
             self.close()  # the client asked, or the rest of its body was never read
             return
         if self._queue:
@@ -264,8 +295,14 @@ class ProxyProtocol(asyncio.Protocol):
         self.door.logger.info("request_refused", error=error.error_name, peer=self.peer.decode())
         if self._parsing is not None:
             self._parsing.body.fail(error)  # a broken body: its reader answers the error
-        if self._queue:  # calls are waiting: they are answered, and the connection closes after
+        if self._queue:  # calls are waiting: they are answered first, then this refusal
             self._queue[-1].close = True
+            self._refusal = error
+            return
+        self._write_refusal(error)
+
+    def _write_refusal(self, error: GateError) -> None:
+        if self.transport is None:
             return
         answer = answer_error(error)
         lines = b"".join(b"%s: %s\r\n" % pair for pair in answer.headers)

@@ -15,6 +15,8 @@ connection and no byte of an answer came back (RFC 9112 §9.3.1).
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import ssl
 import time
 from collections.abc import AsyncIterator
@@ -60,7 +62,8 @@ class UpstreamPool:
         self.read_timeout = read_timeout
         self._idle: list[Connection] = []
         self._busy: set[Connection] = set()
-        self._slots = asyncio.Semaphore(limit)
+        self._free = limit  # connection slots not taken (a counter: cheaper than a Semaphore)
+        self._waiting: collections.deque[asyncio.Future[None]] = collections.deque()
         self._watchdog: asyncio.TimerHandle | None = None
 
     async def request(
@@ -72,16 +75,18 @@ class UpstreamPool:
         *,
         length: int | None = None,
         retry: bool = True,
+        fresh: bool = False,
     ) -> UpstreamResponse:
         """Send one request; the caller must ``release()`` the answer.
 
         ``headers`` are rendered header lines (``Name: value\\r\\n`` each);
-        ``retry=False`` forbids even the one re-send of an idempotent method.
+        ``retry=False`` forbids even the one re-send of an idempotent method;
+        ``fresh`` opens a new connection rather than reuse a pooled one.
         """
         head = _render_head(method, target, self.host_header, headers, body, length)
         await self._acquire()
         try:
-            conn = self._checkout()
+            conn = None if fresh else self._checkout()
             try:
                 return await self._exchange(conn, method, head, body)
             except UpstreamClosed:
@@ -96,8 +101,41 @@ class UpstreamPool:
                     raise
             return await self._exchange(None, method, head, body)
         except BaseException:
-            self._slots.release()
+            self._release_slot()
             raise
+
+    def send_now(
+        self, method: str, target: str, headers: bytes
+    ) -> tuple[Connection, asyncio.Future[UpstreamResponse]] | None:
+        """Start a bodiless request on an idle pooled connection without awaiting anything.
+
+        None when no slot is free or no idle connection is open: then use
+        ``request``. Otherwise the caller owns the answer's future and must
+        ``release()`` its answer, or ``abandon()`` the connection when it fails.
+        """
+        if self._free <= 0 or not self._idle:
+            return None
+        conn = self._checkout()
+        if conn is None or conn.transport is None:
+            return None
+        self._free -= 1
+        head_ready = conn.begin(method)
+        self._busy.add(conn)
+        if self._watchdog is None:
+            self._watch()
+        conn.transport.write(_render_head(method, target, self.host_header, headers, None, None))
+        conn.sending = False
+        return conn, head_ready
+
+    def abandon(self, conn: Connection) -> None:
+        """An exchange started with ``send_now`` failed: close its connection, free its slot."""
+        self._busy.discard(conn)
+        conn.close()
+        self._release_slot()
+
+    def retryable(self, conn: Connection, method: str) -> bool:
+        """Whether a failed exchange may be sent once more (RFC 9112 §9.3.1)."""
+        return method in _IDEMPOTENT and not conn.received_any
 
     async def _exchange(
         self,
@@ -134,14 +172,33 @@ class UpstreamPool:
 
     async def _acquire(self) -> None:
         """A connection slot; waiting longer than connect_timeout for one is a 502."""
-        if not self._slots.locked():
-            await self._slots.acquire()
+        if self._free > 0:
+            self._free -= 1
             return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiting.append(waiter)
         try:
             async with asyncio.timeout(self.connect_timeout):
-                await self._slots.acquire()
+                await waiter  # a released slot is handed over to us
         except TimeoutError:
             raise UpstreamClosed("every upstream connection is busy") from None
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self._release_slot()  # handed over as we gave up: pass it on
+            raise
+        finally:
+            if not waiter.done():
+                waiter.cancel()
+            with contextlib.suppress(ValueError):
+                self._waiting.remove(waiter)
+
+    def _release_slot(self) -> None:
+        while self._waiting:
+            waiter = self._waiting.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self._free += 1
 
     def _checkout(self) -> Connection | None:
         """A pooled connection still open and not idle too long, or None."""
@@ -180,7 +237,7 @@ class UpstreamPool:
 
     def give_back(self, conn: Connection) -> None:
         self._busy.discard(conn)
-        self._slots.release()
+        self._release_slot()
         reusable = conn.done and conn.keep_alive and not conn.sending
         if reusable and not conn.closed and conn.error is None:
             conn.idle_since = time.monotonic()
