@@ -160,8 +160,9 @@ def test_image_builds_runs_read_only_and_stops_on_sigterm() -> None:
                 break
             time.sleep(1)
         assert state["Running"] and state["Health"]["Status"] == "healthy", state
-        user = run(docker, "exec", container, "python", "-c", "import os; print(os.getuid())")
-        assert user.stdout.strip() == str(image_user())
+        ids = "import os; print(os.getuid(), os.getgid())"
+        user = run(docker, "exec", container, "python", "-c", ids)
+        assert user.stdout.split() == [str(image_user())] * 2
         stopped = run(docker, "stop", "--time", "40", container)
         assert stopped.returncode == 0, stopped.stderr
         exit_code = run(docker, "inspect", "-f", "{{.State.ExitCode}}", container).stdout
