@@ -66,7 +66,7 @@ class Pipeline:
             except GateError as error:  # too large, cut short, or stalled (408)
                 action = answer_error(error, trace)
             except ClientGone:
-                trace.verdict, trace.reason = Verdict.BLOCKED.value, "client_gone"
+                trace.verdict, trace.reason = Verdict.BLOCKED, "client_gone"
                 finish(trace, 499, None, self.metrics, self.lines)
                 raise
             else:
@@ -88,7 +88,7 @@ class Pipeline:
         if trace is not None and trace.gated and cycle.gone:
             # The caller gave up during the lookup and may retry: placing the order
             # now could place it twice. It never left the gate, so nothing is lost.
-            trace.verdict, trace.reason = Verdict.BLOCKED.value, "client_gone"
+            trace.verdict, trace.reason = Verdict.BLOCKED, "client_gone"
             return Relayed(499)
         relayed = await forward(cycle, action, self.pool, self.metrics)
         if relayed.error is not None and trace is not None:

@@ -15,7 +15,7 @@ TESTS = ROOT / "tests"
 
 # Modules proven over sockets in tests/contract (or by running the CLI) instead of a unit file.
 COVERED_ELSEWHERE = {
-    "acceptance": "cache, single-flight lookups, record(): tests/contract",
+    "acceptance/store": "single-flight lookups, record(), snapshots: tests/contract",
     "admin": "admin listener routes and token: tests/contract",
     "app": "app factories: every contract test starts one",
     "http/connection": "one upstream connection, driven through gate.http.upstream in its tests",

@@ -15,8 +15,7 @@ matched a rule and the front door must read its body before ``decide``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from gate.core.classify import Transaction
 from gate.core.identity import Caller
@@ -33,8 +32,7 @@ class Head(Protocol):
     def getall(self, name: str) -> Sequence[str]: ...
 
 
-@dataclass(frozen=True, slots=True)
-class Forward:
+class Forward(NamedTuple):
     """Send the call upstream. ``body`` is the body the gate read (None: stream it on)."""
 
     target: str
@@ -44,8 +42,7 @@ class Forward:
     trace: Trace | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Answer:
+class Answer(NamedTuple):
     """Reply in the upstream's place; header bytes go out as they are here."""
 
     status: int
@@ -59,8 +56,7 @@ class Answer:
 Action = Forward | Answer
 
 
-@dataclass(frozen=True, slots=True)
-class Gated:
+class Gated(NamedTuple):
     """A call that matched a rule; the core decides it once its body is read."""
 
     runtime: Runtime

@@ -54,12 +54,15 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
+_DECODER = json.JSONDecoder(object_pairs_hook=_object)  # json.loads would build one per call
+
+
 def parse(raw: bytes) -> Any:
     """The decoded document with lowercased keys, NOT_JSON, or AmbiguousBody."""
     if not raw.strip():
         return NOT_JSON
     try:
-        return json.loads(raw.decode("utf-8-sig"), object_pairs_hook=_object)
+        return _DECODER.decode(raw.decode("utf-8-sig"))
     except _Duplicate as dup:
         raise AmbiguousBody(
             "The JSON body repeats a key (keys are compared case-insensitively), "

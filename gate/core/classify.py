@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from yarl import URL
 
@@ -38,8 +39,7 @@ _REFUSED_ESCAPES = frozenset({"2F", "5C", "25", "00", "3B", "23"})  # / \ % NUL 
 _UNSAFE = re.compile(r"[\\#\x00-\x20\x7f]")  # "#": upstreams cut the path there
 
 
-@dataclass(frozen=True, slots=True)
-class Transaction:
+class Transaction(NamedTuple):
     """A gated call: which rule matched, its kind, and whose customer it touches."""
 
     kind: str

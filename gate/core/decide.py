@@ -62,7 +62,7 @@ class Decider:
             ]  # usually none: three dict lookups
             transaction = classify(runtime.rules, method, path, overrides)
         except AmbiguousMethod as error:  # raised only on gated paths: a refusal of a gated call
-            error.headers.setdefault("X-Gate-Decision", Verdict.BLOCKED.value)
+            error.headers.setdefault("X-Gate-Decision", Verdict.BLOCKED)
             return answer_error(error)
         except GateError as error:
             return answer_error(error)
@@ -78,8 +78,8 @@ class Decider:
         exemptable = transaction.kind != "confirmation" or runtime.policy.national_cloud
         exempt = runtime.policy.blanket_exemption() if exemptable else None
         if exempt is not None:  # R8 / mode off: forwarded as sent, nothing read or checked
-            trace.verdict, trace.reason = exempt.verdict.value, exempt.reason.value
-            return Forward(target, decision=Verdict.EXEMPT.value, trace=trace)
+            trace.verdict, trace.reason = exempt.verdict, exempt.reason
+            return Forward(target, decision=Verdict.EXEMPT, trace=trace)
         encodings = {value.strip().lower() for value in head.getall("content-encoding")}
         if encodings - {"", "identity"}:
             return answer_error(
@@ -109,8 +109,8 @@ class Decider:
         policy = runtime.policy
         exempt = policy.exemption(trace.partner) if trace.partner and gated.exemptable else None
         if exempt is not None:  # this partner's policy is off: no body rules apply either
-            trace.verdict, trace.reason = exempt.verdict.value, exempt.reason.value
-            return Forward(target, Verdict.EXEMPT.value, raw, trace=trace)
+            trace.verdict, trace.reason = exempt.verdict, exempt.reason
+            return Forward(target, Verdict.EXEMPT, raw, trace=trace)
         doc = body.parse(raw)
         trace.facts = _facts(transaction.when, doc)
         if not _gated_by_body(runtime, transaction.when, doc):  # not gated: no identity (R2)
@@ -121,8 +121,8 @@ class Decider:
         caller = Caller(trace.partner, transaction.customer, body.resellers(doc))
         if transaction.kind == "confirmation":
             check(doc)
-            trace.verdict, trace.reason = Verdict.ALLOWED.value, Reason.CONFIRMATION.value
-            return Forward(target, Verdict.ALLOWED.value, raw, record=caller, trace=trace)
+            trace.verdict, trace.reason = Verdict.ALLOWED, Reason.CONFIRMATION
+            return Forward(target, Verdict.ALLOWED, raw, record=caller, trace=trace)
         trace.resellers = caller.resellers
         decision = await self._verdict(gated, caller, head, doc)
         if decision is None:  # the edit changes no seats: not a gated call after all
@@ -130,10 +130,10 @@ class Decider:
             return Forward(target, body=raw, trace=trace)
         if isinstance(decision, Answer):
             return decision
-        trace.verdict, trace.reason = decision.verdict.value, decision.reason.value
+        trace.verdict, trace.reason = decision.verdict, decision.reason
         if decision.verdict is Verdict.BLOCKED:
             return answer_error(refusal(runtime, decision, transaction, caller), trace)
-        return Forward(target, decision.verdict.value, raw, trace=trace)
+        return Forward(target, decision.verdict, raw, trace=trace)
 
     async def _verdict(
         self, gated: Gated, caller: Caller, head: Head, doc: Any
@@ -145,14 +145,14 @@ class Decider:
             caller.partner, caller.customer, authorization, trace.correlation
         )
         trace.cache = outcome.cache
-        trace.acceptance = "denied" if outcome.denied is not None else outcome.state.value
+        trace.acceptance = "denied" if outcome.denied is not None else outcome.state
         now = time.time()
         policy = runtime.policy
         if outcome.denied is not None:
             verdict = policy.decide(caller.partner, caller.customer, State.NOT_ACCEPTED, now)
             if verdict.verdict is not Verdict.BLOCKED:  # observing, not enforcing: forward
                 return verdict
-            trace.verdict, trace.reason = Verdict.BLOCKED.value, "upstream_denied"
+            trace.verdict, trace.reason = Verdict.BLOCKED, "upstream_denied"
             denied = outcome.denied
             headers = (*denied.headers, (b"X-Gate-Decision", b"blocked"))  # as it came
             return Answer(denied.status, denied.body, headers, denied.reason, trace=trace)

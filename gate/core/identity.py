@@ -13,8 +13,7 @@ import binascii
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = ["Caller", "partner_from_header", "partner_from_token"]
 
@@ -25,8 +24,7 @@ class _Claims(list[tuple[str, Any]]):
     """A decoded JSON object, kept as pairs so a repeated claim stays visible."""
 
 
-@dataclass(frozen=True, slots=True)
-class Caller:
+class Caller(NamedTuple):
     partner: str
     customer: str
     resellers: tuple[str, ...] = ()

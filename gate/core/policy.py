@@ -8,8 +8,8 @@ the pipeline renders it.
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
 
 from gate.config import PolicySettings
 
@@ -45,8 +45,7 @@ class Reason(StrEnum):
     CONFIRMATION = "confirmation"
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     verdict: Verdict
     reason: Reason
 

@@ -40,7 +40,7 @@ class Trace:
     def refused(self, error_name: str) -> str:
         """Mark a refusal (unless a verdict that let it through stands) and say the header."""
         if self.verdict is None or self.verdict == Verdict.BLOCKED:
-            self.verdict = Verdict.BLOCKED.value
+            self.verdict = Verdict.BLOCKED
             self.reason = self.reason or error_name
         return self.verdict
 
@@ -51,7 +51,7 @@ def finish(trace: Trace, status: int, error: str | None, metrics: Metrics, lines
     A call that matched a rule but whose body made it ungated is logged as
     ``not_gated`` (no count, no verdict), so a replay under another policy sees it.
     """
-    verdict = None if not trace.gated else trace.verdict or Verdict.BLOCKED.value
+    verdict = None if not trace.gated else trace.verdict or Verdict.BLOCKED
     if verdict is not None:
         metrics.decisions[(trace.transaction.kind, verdict)].inc()
     if not lines.enabled:

@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from gate.core.action import Forward, answer_error
 from gate.errors import GateError, UpstreamTimeout, UpstreamUnavailable
@@ -43,8 +44,7 @@ class Fetched:
     body: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class Relayed:
+class Relayed(NamedTuple):
     """How a forwarded call ended: the status the client got, and the body when kept."""
 
     status: int

@@ -1,6 +1,6 @@
-"""Acceptance: what the gate knows about each (partner, customer) pair, and how it learns.
+"""The acceptance store: the process's own cache, single-flight lookups, and confirmations.
 
-A bounded LRU of entries with per-entry expiry (cachetools ``TLRUCache``).
+The cache is ``gate.acceptance.cache.PairCache`` (bounded, LRU, per-state TTLs).
 A miss asks the upstream's agreements endpoint with the caller's own
 credentials; concurrent misses for one pair share a single lookup, which
 runs as a task owned by the store so a caller that goes away cannot cancel
@@ -18,10 +18,9 @@ import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from cachetools import TLRUCache
-
+from gate.acceptance.cache import Entry, PairCache
 from gate.config import AcceptanceSettings
 from gate.core import body
 from gate.core.policy import State
@@ -34,21 +33,14 @@ __all__ = ["AcceptanceStore", "Entry", "Outcome"]
 
 _MCA = "microsoftcloudagreement"
 _MCA_QUERY = "?agreementType=MicrosoftCloudAgreement"
-_Key = tuple[str, str]
+_Key = str  # "partner/customer": a tenant id holds no '/'
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
-    state: State
-    source: str  # "lookup" | "confirmation"
-    cached_at: float  # wall clock, for operators
-    ttl: float
-    fresh_until: float  # monotonic
-    keep_until: float  # monotonic
+def _key(partner: str, customer: str) -> _Key:
+    return f"{partner}/{customer}"
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
+class Outcome(NamedTuple):
     """The answer for one call: the state, where it came from, and a denial to relay."""
 
     state: State
@@ -60,6 +52,10 @@ class Outcome:
 class _Looked:
     outcome: Outcome
     authorization: str
+
+
+_HIT_ACCEPTED = Outcome(State.ACCEPTED, "hit")
+_HIT_NOT_ACCEPTED = Outcome(State.NOT_ACCEPTED, "hit")
 
 
 class AcceptanceStore:
@@ -81,29 +77,35 @@ class AcceptanceStore:
         self._metrics = metrics
         self._clock = clock
         self._wall = wall
-        self._cache: TLRUCache[_Key, Entry] = TLRUCache(
-            settings.max_entries, ttu=lambda _key, entry, _now: entry.keep_until, timer=clock
+        self._cache = PairCache(
+            settings.max_entries,
+            positive_ttl_s=settings.positive_ttl_s,
+            negative_ttl_s=settings.negative_ttl_s,
+            stale_if_error_s=settings.stale_if_error_s,
+            clock=clock,
+            wall=wall,
         )
         self._slots = asyncio.Semaphore(settings.max_concurrent_lookups)
         self._inflight: dict[_Key, asyncio.Task[_Looked]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         metrics.watch_cache(lambda: len(self._cache))
+        self._hits = metrics.lookups["hit"]
 
     # -- the hot path -------------------------------------------------------
 
     def peek(self, partner: str, customer: str) -> Outcome | None:
         """A fresh cached answer, without awaiting anything."""
-        entry = self._cache.get((partner, customer))
-        if entry is None or self._clock() >= entry.fresh_until:
+        state = self._cache.fresh(f"{partner}/{customer}")
+        if state is None:
             return None
-        self._metrics.lookups["hit"].inc()
-        return Outcome(entry.state, "hit")
+        self._hits.inc()
+        return _HIT_ACCEPTED if state is State.ACCEPTED else _HIT_NOT_ACCEPTED
 
     async def lookup(
         self, partner: str, customer: str, authorization: str, correlation: str | None
     ) -> Outcome:
         """Ask the upstream, sharing one lookup among concurrent callers for the pair."""
-        key = (partner, customer)
+        key = _key(partner, customer)
         task = self._inflight.get(key)
         if task is None:
             task = self._spawn(self._lookup(key, authorization, correlation), key)
@@ -124,15 +126,15 @@ class AcceptanceStore:
 
     def record(self, partner: str, customer: str) -> None:
         """A confirmation went through: the pair is accepted from now on."""
-        self._store((partner, customer), State.ACCEPTED, "confirmation")
+        self._store(_key(partner, customer), State.ACCEPTED, "confirmation")
 
     # -- operators ----------------------------------------------------------
 
     def inspect(self, partner: str, customer: str) -> Entry | None:
-        return self._cache.get((partner, customer))
+        return self._cache.get(_key(partner, customer))
 
     def drop(self, partner: str, customer: str) -> bool:
-        return self._cache.pop((partner, customer), None) is not None
+        return self._cache.pop(_key(partner, customer))
 
     def __len__(self) -> int:
         return len(self._cache)
@@ -146,8 +148,9 @@ class AcceptanceStore:
         """Write the confirmed pairs, so a restart does not re-ask for all of them."""
         rows = [
             {"partner": p, "customer": c, "cached_at": e.cached_at, "source": e.source}
-            for (p, c), e in list(self._cache.items())
+            for key, e in self._cache.items()
             if e.state is State.ACCEPTED
+            for p, _, c in (key.partition("/"),)
         ]
         partial = path.with_name(f"{path.name}.{os.getpid()}.partial")  # workers share the path
         partial.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
@@ -157,32 +160,26 @@ class AcceptanceStore:
     def load(self, path: Path) -> int:
         """Read a snapshot back, keeping each pair's age; unreadable rows are skipped."""
         loaded = 0
-        now, wall = self._clock(), self._wall()
+        wall = self._wall()
         for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
             try:
                 row = json.loads(line)
-                key = (str(row["partner"]).lower(), str(row["customer"]).lower())
+                partner, customer = str(row["partner"]).lower(), str(row["customer"]).lower()
                 age = max(0.0, wall - float(row["cached_at"]))
             except (ValueError, KeyError, TypeError):
                 continue
-            ttl = self._settings.positive_ttl_s
-            if age < ttl + self._settings.stale_if_error_s:
+            if "/" in partner:
+                continue  # not a tenant id: never a key
+            if age < self._settings.positive_ttl_s + self._settings.stale_if_error_s:
                 source = "confirmation" if row.get("source") == "confirmation" else "lookup"
-                self._cache[key] = Entry(
-                    State.ACCEPTED,
-                    source,
-                    wall - age,
-                    ttl,
-                    now - age + ttl,
-                    now - age + ttl + self._settings.stale_if_error_s,
-                )
+                self._cache.put(_key(partner, customer), State.ACCEPTED, source, age)
                 loaded += 1
         return loaded
 
     # -- inside -------------------------------------------------------------
 
     def _spawn(self, coro: Coroutine[Any, Any, _Looked], key: _Key) -> asyncio.Task[_Looked]:
-        task = asyncio.get_running_loop().create_task(coro, name=f"acceptance-lookup:{key[1]}")
+        task = asyncio.get_running_loop().create_task(coro, name=f"acceptance-lookup:{key}")
         self._inflight[key] = task
         self._tasks.add(task)
 
@@ -195,7 +192,8 @@ class AcceptanceStore:
         return task
 
     async def _lookup(self, key: _Key, authorization: str, correlation: str | None) -> _Looked:
-        target = f"{self._prefix}/v1/customers/{key[1]}/agreements{_MCA_QUERY}"
+        customer = key.partition("/")[2]
+        target = f"{self._prefix}/v1/customers/{customer}/agreements{_MCA_QUERY}"
         headers = {"Authorization": authorization, "Accept": "application/json"}
         if correlation:
             headers["MS-CorrelationId"] = correlation
@@ -232,20 +230,9 @@ class AcceptanceStore:
         return Outcome(State.UNKNOWN, "error")
 
     def _store(self, key: _Key, state: State, source: str) -> State:
-        now = self._clock()
-        current = self._cache.get(key)
-        if state is State.NOT_ACCEPTED:
-            if (
-                current is not None
-                and current.state is State.ACCEPTED
-                and now < current.fresh_until
-            ):
-                return State.ACCEPTED  # a confirmation landed while this lookup was in flight
-            ttl, keep = self._settings.negative_ttl_s, 0.0
-        else:
-            ttl, keep = self._settings.positive_ttl_s, self._settings.stale_if_error_s
-        if ttl + keep > 0:
-            self._cache[key] = Entry(state, source, self._wall(), ttl, now + ttl, now + ttl + keep)
+        if state is State.NOT_ACCEPTED and self._cache.fresh(key) is State.ACCEPTED:
+            return State.ACCEPTED  # a confirmation landed while this lookup was in flight
+        self._cache.put(key, state, source)
         return state
 
 

@@ -1,0 +1,120 @@
+"""The process's own cache of acceptance: one small int per pair, least recently used out first.
+
+A million cached pairs must fit in well under 256 MB, and a hit is on every
+gated call, so an entry is packed into one int (when it was stored, on the
+monotonic clock in milliseconds, plus two flag bits: accepted, and learnt
+from a confirmation) under one ``"partner/customer"`` string key in a plain
+dict, whose insertion order is the LRU order. Freshness and expiry follow
+from the stored time and the TTLs, which are the same for every entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import NamedTuple
+
+from gate.core.policy import State
+
+__all__ = ["Entry", "PairCache"]
+
+_ACCEPTED, _CONFIRMED = 1, 2
+
+
+class Entry(NamedTuple):
+    """One cached pair as operators see it."""
+
+    state: State
+    source: str  # "lookup" | "confirmation"
+    cached_at: float  # wall clock
+    ttl: float
+    fresh_until: float  # monotonic
+    keep_until: float  # monotonic
+
+
+class PairCache:
+    """A bounded LRU of pair states with per-state TTLs (and stale-if-error for accepted)."""
+
+    __slots__ = ("_clock", "_data", "_keep", "_limit", "_negative_ms", "_positive_ms", "_wall")
+
+    def __init__(
+        self,
+        limit: int,
+        *,
+        positive_ttl_s: float,
+        negative_ttl_s: float,
+        stale_if_error_s: float,
+        clock: Callable[[], float],
+        wall: Callable[[], float],
+    ) -> None:
+        self._data: dict[str, int] = {}
+        self._limit = limit
+        self._positive_ms = int(positive_ttl_s * 1000)
+        self._negative_ms = int(negative_ttl_s * 1000)
+        self._keep = int(stale_if_error_s * 1000)  # accepted pairs only
+        self._clock = clock
+        self._wall = wall
+
+    def fresh(self, key: str) -> State | None:
+        """The state of a pair still within its TTL; the hot path's one question."""
+        packed = self._data.get(key)
+        if packed is None:
+            return None
+        age = int(self._clock() * 1000) - (packed >> 2)
+        if packed & _ACCEPTED:
+            if age < self._positive_ms:
+                self._data[key] = self._data.pop(key)  # most recently used: last out
+                return State.ACCEPTED
+            return None
+        return State.NOT_ACCEPTED if age < self._negative_ms else None
+
+    def get(self, key: str) -> Entry | None:
+        """The entry while it is kept (fresh, or accepted and within stale-if-error)."""
+        packed = self._data.get(key)
+        if packed is None:
+            return None
+        entry = self._entry(packed)
+        if self._clock() >= entry.keep_until:
+            del self._data[key]
+            return None
+        return entry
+
+    def put(self, key: str, state: State, source: str, age_s: float = 0.0) -> None:
+        """Store a pair's state as learnt ``age_s`` seconds ago (a snapshot's pairs are older)."""
+        if state is State.ACCEPTED:
+            if self._positive_ms + self._keep <= 0:
+                return
+            flags = _ACCEPTED | (_CONFIRMED if source == "confirmation" else 0)
+        elif self._negative_ms <= 0:
+            return  # never trusted: not worth a slot
+        else:
+            flags = 0
+        stored = int((self._clock() - age_s) * 1000)
+        data = self._data
+        data.pop(key, None)
+        if len(data) >= self._limit:
+            del data[next(iter(data))]  # the least recently used
+        data[key] = stored << 2 | flags
+
+    def pop(self, key: str) -> bool:
+        return self._data.pop(key, None) is not None
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def items(self) -> Iterator[tuple[str, Entry]]:
+        """Every kept entry (a snapshot of the dict: safe while it changes)."""
+        now = self._clock()
+        for key, packed in list(self._data.items()):
+            entry = self._entry(packed)
+            if now < entry.keep_until:
+                yield key, entry
+
+    def _entry(self, packed: int) -> Entry:
+        stored = (packed >> 2) / 1000
+        accepted = bool(packed & _ACCEPTED)
+        ttl = (self._positive_ms if accepted else self._negative_ms) / 1000
+        keep = self._keep / 1000 if accepted else 0.0
+        cached_at = self._wall() - (self._clock() - stored)
+        state = State.ACCEPTED if accepted else State.NOT_ACCEPTED
+        source = "confirmation" if packed & _CONFIRMED else "lookup"
+        return Entry(state, source, cached_at, ttl, stored + ttl, stored + ttl + keep)
