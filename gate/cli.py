@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import ipaddress
 import os
 import signal
@@ -117,6 +118,10 @@ async def _serve(settings: Settings, config_path: str | None, *, with_admin: boo
         await state_runner.cleanup()
         return 1
     app[STATE].listening = True
+    # Everything built so far lives as long as the process: keep the collector off it, and
+    # let it run less often (a request leaves little cyclic garbage; GC was ~3 % of a call).
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
     logger = app[LOGGER]
     if settings.authz.listen:
         logger.warning("authz_not_available", listen=settings.authz.listen)

@@ -8,12 +8,13 @@ decision line once its answer is known.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Coroutine
 from typing import Any
 
 from gate.acceptance import AcceptanceStore
 from gate.core.action import Action, Answer, Forward, Gated, answer_error
-from gate.core.decide import Decider
+from gate.core.decide import Decider, Pending
 from gate.core.policy import Verdict
 from gate.core.record import proves_acceptance
 from gate.core.trace import finish
@@ -25,6 +26,8 @@ from gate.logs import HotLines
 from gate.metrics import Metrics
 
 __all__ = ["Pipeline"]
+
+_INLINE_BODY = 64 * 1024  # gated bodies up to this size (by Content-Length) are taken whole
 
 
 class Pipeline:
@@ -44,55 +47,126 @@ class Pipeline:
         self.metrics, self.lines = metrics, lines
 
     def start(self, cycle: Cycle) -> Coroutine[Any, Any, None] | None:
-        """Route a request head; a bodiless pass-through call is sent at once, without a task."""
-        action = self.decider.route(cycle.method, cycle.target, cycle.head)
-        if (
-            type(action) is Forward
-            and action.trace is None
-            and not cycle.has_body
-            and forward_now(cycle, action, self.pool, self.metrics)
-        ):
-            return None
-        return self.handle(cycle, action)
+        """Route a request head and carry it on; a coroutine when it needs a task.
 
-    async def handle(self, cycle: Cycle, action: Action | Gated) -> None:
-        if isinstance(action, Forward) and action.trace is None:
-            await forward(cycle, action, self.pool, self.metrics)  # pass-through
-            return
+        The usual calls need none: a read is sent at once, and a small gated
+        call is decided when its body is in, from a cached pair, and sent at once.
+        """
+        action = self.decider.route(cycle.method, cycle.target, cycle.head)
+        if type(action) is Forward and action.trace is None:
+            if not cycle.has_body and forward_now(cycle, action, self.pool, self.metrics, None):
+                return None
+            return self._pass(cycle, action)
         if isinstance(action, Gated):
-            trace = action.trace
-            try:
-                raw = await cycle.body.read(action.runtime.max_gated_body, cycle.length)
-            except GateError as error:  # too large, cut short, or stalled (408)
-                action = answer_error(error, trace)
-            except ClientGone:
-                trace.verdict, trace.reason = Verdict.BLOCKED, "client_gone"
-                finish(trace, 499, None, self.metrics, self.lines)
-                raise
-            else:
-                action = await self.decider.decide(action, cycle.head, raw)
+            length = cycle.length
+            if not cycle.has_body:
+                return self._decided(cycle, action, b"")
+            if length is not None and length <= min(_INLINE_BODY, action.runtime.max_gated_body):
+                cycle.body.when_complete(functools.partial(self._body_in, cycle, action))
+                return None
+            return self.handle(cycle, action)
+        return self._run(cycle, action)
+
+    async def _pass(self, cycle: Cycle, action: Forward) -> None:
+        await forward(cycle, action, self.pool, self.metrics)
+
+    def _body_in(self, cycle: Cycle, gated: Gated, raw: bytes | BaseException) -> None:
+        """A small gated body has arrived whole (or failed): decide and send, task-free."""
+        try:
+            if isinstance(raw, ClientGone):
+                self._gone(gated)
+                cycle.conn.finished(cycle)
+                return
+            work = self._decided(cycle, gated, raw)
+            if work is not None:
+                cycle.conn.run(cycle, work)
+        except Exception as exc:  # a bug: the connection must not be left hanging
+            cycle.conn.fail(cycle, exc)
+
+    def _decided(
+        self, cycle: Cycle, gated: Gated, raw: bytes | BaseException
+    ) -> Coroutine[Any, Any, None] | None:
+        """Carry on with a gated call's body: at once from a cached pair, else in a task."""
+        if isinstance(raw, BaseException):
+            error = raw if isinstance(raw, GateError) else GateError("The body could not be read.")
+            action: Action | Pending = answer_error(error, gated.trace)
+        else:
+            action = self.decider.decide_now(gated, cycle.head, raw)
+        if isinstance(action, Pending):
+            return self._resumed(cycle, action)
+        if isinstance(action, Answer):
+            self._settle(action, Relayed(action.status, action.error))
+            cycle.conn.send(cycle, action)
+            cycle.conn.finished(cycle)
+            return None
+        if self._left(cycle, action):
+            self._settle(action, Relayed(499))
+            cycle.conn.finished(cycle)
+            return None
+        settle = functools.partial(self._settle, action)
+        if forward_now(cycle, action, self.pool, self.metrics, settle):
+            return None
+        return self._run(cycle, action)
+
+    async def _resumed(self, cycle: Cycle, pending: Pending) -> None:
+        await self._run(cycle, await self.decider.resume(pending))
+
+    async def handle(self, cycle: Cycle, action: Gated) -> None:
+        """A gated call whose body is streamed in (chunked, or large): read it, then decide."""
+        trace = action.trace
+        try:
+            raw = await cycle.body.read(action.runtime.max_gated_body, cycle.length)
+        except GateError as error:  # too large, cut short, or stalled (408)
+            await self._run(cycle, answer_error(error, trace))
+            return
+        except ClientGone:
+            self._gone(action)
+            raise
+        await self._run(cycle, await self.decider.decide(action, cycle.head, raw))
+
+    async def _run(self, cycle: Cycle, action: Action) -> None:
         relayed: Relayed | None = None
         try:
             relayed = await self._execute(cycle, action)
         finally:  # one line per gated call, also when its client left mid-answer
-            if action.trace is not None:
-                if relayed is None:  # the client left while its answer was on the way
-                    relayed = Relayed(cycle.status if cycle.sent else 499)
-                finish(action.trace, relayed.status, relayed.error, self.metrics, self.lines)
+            if relayed is None:  # the client left while its answer was on the way
+                relayed = Relayed(cycle.status if cycle.sent else 499)
+            self._settle(action, relayed)
 
-    async def _execute(self, cycle: Cycle, action: Answer | Forward) -> Relayed:
+    async def _execute(self, cycle: Cycle, action: Action) -> Relayed:
         if isinstance(action, Answer):
             cycle.conn.send(cycle, action)
             return Relayed(action.status, action.error)
+        if self._left(cycle, action):
+            return Relayed(499)
+        return await forward(cycle, action, self.pool, self.metrics)
+
+    @staticmethod
+    def _left(cycle: Cycle, action: Forward) -> bool:
+        """A gated call whose caller gave up during the decision is never sent.
+
+        It may retry: placing the order now could place it twice. It never
+        left the gate, so nothing is lost.
+        """
         trace = action.trace
         if trace is not None and trace.gated and cycle.gone:
-            # The caller gave up during the lookup and may retry: placing the order
-            # now could place it twice. It never left the gate, so nothing is lost.
             trace.verdict, trace.reason = Verdict.BLOCKED, "client_gone"
-            return Relayed(499)
-        relayed = await forward(cycle, action, self.pool, self.metrics)
-        if relayed.error is not None and trace is not None:
+            return True
+        return False
+
+    def _settle(self, action: Action, relayed: Relayed) -> None:
+        """After the answer: a confirmation recorded, the decision logged and counted."""
+        trace = action.trace
+        if trace is None:
+            return
+        if relayed.error is not None:
             trace.refused(relayed.error)
-        if action.record is not None and proves_acceptance(relayed.status, relayed.body):
-            self.store.record(action.record.partner, action.record.customer)
-        return relayed
+        record = action.record if isinstance(action, Forward) else None
+        if record is not None and proves_acceptance(relayed.status, relayed.body):
+            self.store.record(record.partner, record.customer)
+        finish(trace, relayed.status, relayed.error, self.metrics, self.lines)
+
+    def _gone(self, gated: Gated) -> None:
+        trace = gated.trace
+        trace.verdict, trace.reason = Verdict.BLOCKED, "client_gone"
+        finish(trace, 499, None, self.metrics, self.lines)

@@ -14,26 +14,38 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from gate.acceptance import AcceptanceStore
+from gate.acceptance.store import Outcome
 from gate.core import body
 from gate.core.action import Action, Answer, Forward, Gated, Head, answer_error
 from gate.core.classify import METHOD_OVERRIDE_HEADERS, classify, normalize, split_target
 from gate.core.identity import Caller, partner_from_header, partner_from_token
-from gate.core.policy import Decision, Reason, State, Verdict
+from gate.core.policy import Reason, State, Verdict
 from gate.core.record import check
 from gate.core.refusal import refusal
 from gate.core.trace import Trace
 from gate.errors import AmbiguousBody, AmbiguousMethod, GateError, PartnerUnknown
 from gate.runtime import Runtime, RuntimeHolder
 
-__all__ = ["Decider", "ReadSubscription"]
+__all__ = ["Decider", "Pending", "ReadSubscription"]
 
 _OVERRIDES = tuple(name.lower() for name in METHOD_OVERRIDE_HEADERS)
 _TOKENS_CACHED = 4096  # distinct Authorization values whose partner is remembered
 ReadSubscription = Callable[[str, str], Awaitable[Any]]
 """(path, authorization) -> the current subscription document, or None when unreadable."""
+
+
+class Pending(NamedTuple):
+    """A gated call identified and checked, waiting on the acceptance store (or a seat count)."""
+
+    gated: Gated
+    caller: Caller
+    doc: Any
+    raw: bytes
+    authorization: str
+    outcome: Outcome | None = None
 
 
 class Decider:
@@ -93,12 +105,46 @@ class Decider:
 
     async def decide(self, gated: Gated, head: Head, raw: bytes) -> Action:
         """The Action for a gated call whose whole body is ``raw``."""
+        now = self.decide_now(gated, head, raw)
+        return now if not isinstance(now, Pending) else await self.resume(now)
+
+    def decide_now(self, gated: Gated, head: Head, raw: bytes) -> Action | Pending:
+        """The Action when nothing needs awaiting (a cache hit, an exemption, a refusal).
+
+        Otherwise a ``Pending`` for ``resume``: the pair is not cached, or an
+        unconfirmed subscription edit must be compared with the current quantity.
+        """
         try:
-            return await self._decide(gated, head, raw)
+            step = self._identify(gated, head, raw)
+            if not isinstance(step, Pending):
+                return step
+            outcome = self._store.peek(step.caller.partner, step.caller.customer)
+            if outcome is None:
+                return step
+            pending = step._replace(outcome=outcome)
+            if self._must_compare_seats(gated, outcome):
+                return pending
+            return self._conclude(pending, changes_seats=True)
         except GateError as error:
             return answer_error(error, gated.trace)
 
-    async def _decide(self, gated: Gated, head: Head, raw: bytes) -> Action:
+    async def resume(self, pending: Pending) -> Action:
+        """Finish what ``decide_now`` could not: the lookup, the current seat count."""
+        gated, caller = pending.gated, pending.caller
+        try:
+            outcome = pending.outcome or await self._store.lookup(
+                caller.partner, caller.customer, pending.authorization, gated.trace.correlation
+            )
+            pending = pending._replace(outcome=outcome)
+            changes = not self._must_compare_seats(gated, outcome) or await self._changes_seats(
+                gated.target, pending.authorization, pending.doc
+            )
+            return self._conclude(pending, changes_seats=changes)
+        except GateError as error:
+            return answer_error(error, gated.trace)
+
+    def _identify(self, gated: Gated, head: Head, raw: bytes) -> Action | Pending:
+        """Everything before the acceptance store: exemptions, body rules, the partner, R6."""
         runtime, transaction, target, trace = (
             gated.runtime,
             gated.transaction,
@@ -124,46 +170,39 @@ class Decider:
             trace.verdict, trace.reason = Verdict.ALLOWED, Reason.CONFIRMATION
             return Forward(target, Verdict.ALLOWED, raw, record=caller, trace=trace)
         trace.resellers = caller.resellers
-        decision = await self._verdict(gated, caller, head, doc)
-        if decision is None:  # the edit changes no seats: not a gated call after all
-            trace.facts, trace.gated = "same_quantity", False
-            return Forward(target, body=raw, trace=trace)
-        if isinstance(decision, Answer):
-            return decision
-        trace.verdict, trace.reason = decision.verdict, decision.reason
-        if decision.verdict is Verdict.BLOCKED:
-            return answer_error(refusal(runtime, decision, transaction, caller), trace)
-        return Forward(target, decision.verdict, raw, trace=trace)
+        return Pending(gated, caller, doc, raw, _first(head.getall("authorization")))
 
-    async def _verdict(
-        self, gated: Gated, caller: Caller, head: Head, doc: Any
-    ) -> Decision | Answer | None:
-        """The decision; an upstream denial to relay as it came; or None: no seat change."""
-        runtime, trace = gated.runtime, gated.trace
-        authorization = _first(head.getall("authorization"))
-        outcome = self._store.peek(caller.partner, caller.customer) or await self._store.lookup(
-            caller.partner, caller.customer, authorization, trace.correlation
+    @staticmethod
+    def _must_compare_seats(gated: Gated, outcome: Outcome) -> bool:
+        """An unconfirmed subscription edit is gated only if it changes the seat count."""
+        return (
+            outcome.denied is None
+            and outcome.state is not State.ACCEPTED
+            and gated.transaction.when == "changes_quantity"
+            and gated.runtime.seat_changes_only
         )
+
+    def _conclude(self, pending: Pending, *, changes_seats: bool) -> Action:
+        """The Action once the store answered (and the seat count, when it mattered)."""
+        gated, caller, outcome = pending.gated, pending.caller, pending.outcome
+        assert outcome is not None
+        runtime, trace, target = gated.runtime, gated.trace, gated.target
         trace.cache = outcome.cache
         trace.acceptance = "denied" if outcome.denied is not None else outcome.state
-        now = time.time()
-        policy = runtime.policy
-        if outcome.denied is not None:
-            verdict = policy.decide(caller.partner, caller.customer, State.NOT_ACCEPTED, now)
-            if verdict.verdict is not Verdict.BLOCKED:  # observing, not enforcing: forward
-                return verdict
+        if not changes_seats:  # the edit changes no seats: not a gated call after all
+            trace.facts, trace.gated = "same_quantity", False
+            return Forward(target, body=pending.raw, trace=trace)
+        state = State.NOT_ACCEPTED if outcome.denied is not None else outcome.state
+        decision = runtime.policy.decide(caller.partner, caller.customer, state, time.time())
+        if outcome.denied is not None and decision.verdict is Verdict.BLOCKED:
             trace.verdict, trace.reason = Verdict.BLOCKED, "upstream_denied"
             denied = outcome.denied
             headers = (*denied.headers, (b"X-Gate-Decision", b"blocked"))  # as it came
             return Answer(denied.status, denied.body, headers, denied.reason, trace=trace)
-        if (
-            outcome.state is not State.ACCEPTED
-            and gated.transaction.when == "changes_quantity"
-            and runtime.seat_changes_only
-            and not await self._changes_seats(gated.target, authorization, doc)
-        ):
-            return None
-        return policy.decide(caller.partner, caller.customer, outcome.state, now)
+        trace.verdict, trace.reason = decision.verdict, decision.reason
+        if decision.verdict is Verdict.BLOCKED:
+            return answer_error(refusal(runtime, decision, gated.transaction, caller), trace)
+        return Forward(target, decision.verdict, pending.raw, trace=trace)
 
     async def _changes_seats(self, target: str, authorization: str, doc: Any) -> bool:
         """Whether a subscription edit asks for another seat count than the current one."""

@@ -9,7 +9,7 @@ wait unread; writing waits whenever the client's socket buffer is full.
 from __future__ import annotations
 
 import collections
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from gate.errors import AmbiguousBody, BodyTooLarge
@@ -118,7 +118,17 @@ def _lookalike(lowered: bytes) -> bool:
 class Body:
     """A request body as it arrives, read chunk by chunk or whole."""
 
-    __slots__ = ("_chunks", "_conn", "_continue", "_waiter", "buffered", "done", "error", "size")
+    __slots__ = (
+        "_chunks",
+        "_conn",
+        "_continue",
+        "_waiter",
+        "buffered",
+        "done",
+        "error",
+        "on_complete",
+        "size",
+    )
 
     def __init__(self, conn: ProxyProtocol, expect_continue: bool) -> None:
         self._conn = conn
@@ -129,6 +139,8 @@ class Body:
         self.size = 0  # bytes received so far
         self.done = False
         self.error: BaseException | None = None
+        # Told once when the whole body is in (or it failed), instead of a reader waiting.
+        self.on_complete: Callable[[bytes | BaseException], None] | None = None
 
     # -- fed by the protocol --------------------------------------------------
 
@@ -138,16 +150,38 @@ class Body:
         self.size += len(chunk)
         if self.buffered > _HIGH_WATER:
             self._conn.pause_body()
+        if self.on_complete is not None:
+            self._conn.body_waiting(True)  # the silence body_timeout_s bounds starts again
         self._wake()
 
     def finish(self) -> None:
         self.done = True
         self._wake()
+        self._complete(None)
 
     def fail(self, error: BaseException) -> None:
         if not self.done and self.error is None:
             self.error = error
             self._wake()
+            self._complete(error)
+
+    def when_complete(self, told: Callable[[bytes | BaseException], None]) -> None:
+        """Tell ``told`` the whole body (or its failure) once it is in, without a reader task.
+
+        A body already in (a pipelined request's) is told at once.
+        """
+        self.on_complete = told
+        self._conn.body_waiting(True)
+        self.send_continue()
+        if self.done or self.error is not None:
+            self._complete(self.error)
+
+    def _complete(self, error: BaseException | None) -> None:
+        told, self.on_complete = self.on_complete, None
+        if told is not None:
+            self._conn.body_waiting(False)
+            chunks = self._chunks
+            told(error or (chunks[0] if len(chunks) == 1 else b"".join(chunks)))
 
     def _wake(self) -> None:
         waiter = self._waiter

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -27,7 +27,7 @@ from gate.http.cycle import Body, Cycle, RequestHead
 from gate.http.upstream import UpstreamClosed, UpstreamPool, UpstreamResponse
 from gate.metrics import Metrics
 
-__all__ = ["Fetched", "Relayed", "fetch", "forward", "forward_now", "upstream_headers"]
+__all__ = ["Fetched", "Relayed", "Settle", "fetch", "forward", "forward_now", "upstream_headers"]
 
 _BUFFER_LIMIT = 64 * 1024  # answers up to this size are relayed in one write
 _INSPECT_LIMIT = 1024 * 1024  # answers the gate reads (confirmations) up to this size
@@ -97,21 +97,31 @@ def upstream_headers(head: RequestHead, peer: bytes, *, inspect: bool = False) -
     )
 
 
-def forward_now(cycle: Cycle, action: Forward, pool: UpstreamPool, metrics: Metrics) -> bool:
-    """Start a bodiless call on an idle pooled connection, carried on by callbacks, not a task.
+Settle = Callable[[Relayed], None]
+"""Told how a call carried on by callbacks ended (gated calls: the log line, a confirmation)."""
 
-    The usual read takes this path: its answer usually arrives whole with its
-    head and goes back in one write. False when no idle connection is free;
-    then the caller runs ``forward``.
+
+def forward_now(
+    cycle: Cycle, action: Forward, pool: UpstreamPool, metrics: Metrics, settle: Settle | None
+) -> bool:
+    """Send a call on an idle pooled connection at once, carried on by callbacks, not a task.
+
+    For a call with no body to stream (a read, or a gated call whose body the
+    gate holds): its answer usually arrives whole with its head and goes back
+    in one write. False when no idle connection is free; then run ``forward``.
+    ``settle`` hears how it ended, before the connection moves on.
     """
-    lines = upstream_headers(cycle.head, cycle.conn.peer)
-    started = pool.send_now(cycle.method, action.target, lines)
+    inspect = action.record is not None
+    lines = upstream_headers(cycle.head, cycle.conn.peer, inspect=inspect)
+    started = pool.send_now(cycle.method, action.target, lines, action.body)
     if started is None:
         return False
     conn, head_ready = started
     metrics.in_flight += 1
     head_ready.add_done_callback(
-        functools.partial(_answered, cycle, action, pool, metrics, conn, time.perf_counter())
+        functools.partial(
+            _answered, cycle, action, pool, metrics, conn, time.perf_counter(), settle
+        )
     )
     return True
 
@@ -123,6 +133,7 @@ def _answered(
     metrics: Metrics,
     conn: Connection,
     started: float,
+    settle: Settle | None,
     head_ready: asyncio.Future[UpstreamResponse],
 ) -> None:
     """The answer's head arrived for a call ``forward_now`` sent (or the exchange failed)."""
@@ -132,36 +143,52 @@ def _answered(
         except (TimeoutError, UpstreamClosed) as exc:
             pool.abandon(conn)
             metrics.in_flight -= 1
-            if isinstance(exc, UpstreamClosed) and pool.retryable(conn, cycle.method):
+            resend = action.body is None and isinstance(exc, UpstreamClosed)
+            if resend and pool.retryable(conn, cycle.method):
                 # A pooled connection the upstream had closed: the one re-send, on a new one.
                 cycle.conn.run(cycle, forward(cycle, action, pool, metrics, fresh=True))
                 return
-            _refuse(cycle, _translated(exc, metrics), None)
-            cycle.conn.finished(cycle)
+            _settled(cycle, _refuse(cycle, _translated(exc, metrics), action.decision), settle)
             return
         metrics.upstream_duration.observe(time.perf_counter() - started)
         upstream.on_release = pool.give_back
         status = upstream.status
         whole = upstream.whole() if status >= 200 and status not in _NO_BODY else None
         if whole is None or cycle.method == "HEAD":
-            cycle.conn.run(cycle, _relay_and_release(cycle, upstream, metrics))
+            cycle.conn.run(cycle, _relay_and_release(cycle, upstream, action, metrics, settle))
             return
-        cycle.respond(
-            status, upstream.reason_bytes, upstream.relayed, length=len(whole), body=whole
-        )
+        block = upstream.relayed
+        if action.decision is not None:
+            block += b"X-Gate-Decision: %s\r\n" % action.decision.encode()
+        cycle.respond(status, upstream.reason_bytes, block, length=len(whole), body=whole)
         upstream.release()
         metrics.in_flight -= 1
-        cycle.conn.finished(cycle)
+        _settled(cycle, Relayed(status, body=whole), settle)
     except Exception as exc:  # a bug: the connection must not be left hanging
         cycle.conn.fail(cycle, exc)
 
 
-async def _relay_and_release(cycle: Cycle, upstream: UpstreamResponse, metrics: Metrics) -> None:
+def _settled(cycle: Cycle, relayed: Relayed, settle: Settle | None) -> None:
+    if settle is not None:
+        settle(relayed)
+    cycle.conn.finished(cycle)
+
+
+async def _relay_and_release(
+    cycle: Cycle,
+    upstream: UpstreamResponse,
+    action: Forward,
+    metrics: Metrics,
+    settle: Settle | None,
+) -> None:
+    relayed: Relayed | None = None
     try:
-        await _relay(cycle, upstream, metrics, None, False)
+        relayed = await _relay(cycle, upstream, metrics, action.decision, action.record is not None)
     finally:
         upstream.release()
         metrics.in_flight -= 1
+        if settle is not None:  # also when the client left while its answer was on the way
+            settle(relayed or Relayed(cycle.status if cycle.sent else 499))
 
 
 async def forward(

@@ -120,7 +120,7 @@ class ProxyProtocol(asyncio.Protocol):
         self.closed = True
         self.door.connections.discard(self)
         gone = ClientGone()
-        for cycle in self._queue:
+        for cycle in list(self._queue):  # failing a body may finish its cycle
             cycle.body.fail(gone)
         if self._parsing is not None:
             self._parsing.body.fail(gone)
@@ -229,6 +229,10 @@ class ProxyProtocol(asyncio.Protocol):
         if work is not None:
             self.run(cycle, work)
 
+    def _start_next(self) -> None:
+        if self._queue and not self._queue[0].started and not self.closed:
+            self._start(self._queue[0])
+
     def run(self, cycle: Cycle, work: Coroutine[Any, Any, Any]) -> None:
         """Carry on with ``cycle`` in a task; ``finished`` is called when it ends."""
         task = self.loop.create_task(self._run(cycle, work))
@@ -266,8 +270,8 @@ class ProxyProtocol(asyncio.Protocol):
                 self._write_refusal(self._refusal)  # a later request the parser refused
             self.close()  # the client asked, or the rest of its body was never read
             return
-        if self._queue:
-            self._start(self._queue[0])
+        if self._queue:  # the next pipelined request, from the loop: no recursion per request
+            self.loop.call_soon(self._start_next)
         else:
             self._paused_for_queue = False
             self._flow()

@@ -105,9 +105,9 @@ class UpstreamPool:
             raise
 
     def send_now(
-        self, method: str, target: str, headers: bytes
+        self, method: str, target: str, headers: bytes, body: bytes | None = None
     ) -> tuple[Connection, asyncio.Future[UpstreamResponse]] | None:
-        """Start a bodiless request on an idle pooled connection without awaiting anything.
+        """Start a request (no body, or one in hand) on an idle pooled connection, not awaiting.
 
         None when no slot is free or no idle connection is open: then use
         ``request``. Otherwise the caller owns the answer's future and must
@@ -123,7 +123,8 @@ class UpstreamPool:
         self._busy.add(conn)
         if self._watchdog is None:
             self._watch()
-        conn.transport.write(_render_head(method, target, self.host_header, headers, None, None))
+        head = _render_head(method, target, self.host_header, headers, body, None)
+        conn.transport.write(head + body if body else head)
         conn.sending = False
         return conn, head_ready
 
