@@ -19,6 +19,7 @@ from aiohttp import web
 
 from gate import __version__, admin
 from gate.acceptance import AcceptanceStore
+from gate.authz import DecisionService
 from gate.config import Settings
 from gate.core.decide import Decider
 from gate.http.server import FrontDoor
@@ -39,7 +40,7 @@ from gate.metrics import Metrics
 from gate.pipeline import Pipeline
 from gate.runtime import RuntimeHolder, compile_settings
 
-__all__ = ["create_admin_app", "create_app", "start_proxy"]
+__all__ = ["create_admin_app", "create_app", "start_authz", "start_proxy"]
 
 
 def create_app(
@@ -71,6 +72,17 @@ async def start_proxy(
     decider = Decider(app[RUNTIME], store, store.read_subscription)
     pipeline = Pipeline(decider, app[UPSTREAM], store, app[METRICS], app[HOT_LINES])
     door = FrontDoor(pipeline.start, app[RUNTIME].current.settings.server, logger)
+    return door, await door.start(host, port, reuse_port=reuse_port)
+
+
+async def start_authz(
+    app: web.Application, host: str, port: int, *, reuse_port: bool = False
+) -> tuple[FrontDoor, int]:
+    """Open the decision service (Envoy ext_authz, nginx auth_request) over a set-up app."""
+    store, settings = app[STORE], app[RUNTIME].current.settings
+    decider = Decider(app[RUNTIME], store, store.read_subscription)
+    service = DecisionService(decider, settings.authz.path_prefix, app[METRICS], app[HOT_LINES])
+    door = FrontDoor(service.start, settings.server, app[LOGGER])
     return door, await door.start(host, port, reuse_port=reuse_port)
 
 

@@ -22,7 +22,7 @@ from aiohttp import web
 
 from gate import __version__
 from gate.admin import reload
-from gate.app import create_admin_app, create_app, start_proxy
+from gate.app import create_admin_app, create_app, start_authz, start_proxy
 from gate.config import ConfigError, Settings, load, parse_listen
 from gate.configdiff import DEFAULTS, changes, defaults
 from gate.explain import explain
@@ -108,12 +108,23 @@ async def _serve(settings: Settings, config_path: str | None, *, with_admin: boo
     host, port = parse_listen(settings.server.listen)
     admin_host, admin_port = parse_listen(settings.admin.listen)
     admin_site = web.TCPSite(admin_runner, admin_host, admin_port)
+    doors = []
+    authz_bound = None
     try:
         door, bound = await start_proxy(app, host, port, reuse_port=settings.server.workers > 1)
+        doors.append(door)
+        if settings.authz.listen:
+            authz_host, authz_port = parse_listen(settings.authz.listen)
+            authz, authz_bound = await start_authz(
+                app, authz_host, authz_port, reuse_port=settings.server.workers > 1
+            )
+            doors.append(authz)
         if with_admin:
             await admin_site.start()
     except OSError as error:
         print(f"gate: cannot listen: {error}", file=sys.stderr)
+        for opened in doors:
+            await opened.drain(0)
         await admin_runner.cleanup()
         await state_runner.cleanup()
         return 1
@@ -123,8 +134,6 @@ async def _serve(settings: Settings, config_path: str | None, *, with_admin: boo
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)
     logger = app[LOGGER]
-    if settings.authz.listen:
-        logger.warning("authz_not_available", listen=settings.authz.listen)
     if with_admin and not settings.admin.token and not _loopback(admin_host):
         logger.warning("admin_without_token", listen=settings.admin.listen)
     logger.info(
@@ -132,6 +141,7 @@ async def _serve(settings: Settings, config_path: str | None, *, with_admin: boo
         version=__version__,
         proxy=f"{host}:{bound}",
         admin=f"{admin_host}:{admin_site.port}" if with_admin else None,
+        authz=f"{settings.authz.listen.rpartition(':')[0]}:{authz_bound}" if authz_bound else None,
         upstream=settings.upstream.url,
         cloud=settings.upstream.cloud,
         mode=settings.policy.mode,
@@ -145,7 +155,7 @@ async def _serve(settings: Settings, config_path: str | None, *, with_admin: boo
     await stop.wait()
     app[STATE].draining = True
     logger.info("draining", grace_s=grace)
-    await door.drain(grace)
+    await asyncio.gather(*(opened.drain(grace) for opened in doors))
     await admin_runner.cleanup()
     await state_runner.cleanup()
     logger.info("stopped")

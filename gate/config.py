@@ -188,6 +188,15 @@ class IdentitySettings(_Section):
 
 class AuthzSettings(_Section):
     listen: Annotated[str, AfterValidator(_optional_listen)] = ""
+    path_prefix: str = ""
+    """Envoy's http_service path_prefix, stripped from a check request's path."""
+
+    @field_validator("path_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if value and (not value.startswith("/") or "?" in value or "#" in value):
+            raise ValueError("must be empty or a path starting with /, e.g. /authz")
+        return value.rstrip("/")
 
 
 class LogSettings(_Section):

@@ -51,6 +51,7 @@ class Answer(NamedTuple):
     reason: str = ""
     error: str | None = None  # the gate's errorName, for the decision log
     trace: Trace | None = None
+    own: bool = True  # the gate's own answer (it gets a Date), not one relayed as it came
 
 
 Action = Forward | Answer

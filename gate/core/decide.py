@@ -198,7 +198,9 @@ class Decider:
             trace.verdict, trace.reason = Verdict.BLOCKED, "upstream_denied"
             denied = outcome.denied
             headers = (*denied.headers, (b"X-Gate-Decision", b"blocked"))  # as it came
-            return Answer(denied.status, denied.body, headers, denied.reason, trace=trace)
+            return Answer(
+                denied.status, denied.body, headers, denied.reason, trace=trace, own=False
+            )
         trace.verdict, trace.reason = decision.verdict, decision.reason
         if decision.verdict is Verdict.BLOCKED:
             return answer_error(refusal(runtime, decision, gated.transaction, caller), trace)

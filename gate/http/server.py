@@ -281,7 +281,7 @@ class ProxyProtocol(asyncio.Protocol):
     def send(self, cycle: Cycle, answer: Answer) -> None:
         """Write one whole answer the gate gives itself."""
         lines = b"".join(b"%s: %s\r\n" % pair for pair in answer.headers)
-        if answer.error is not None:  # the gate's own answer (a relayed one keeps its Date)
+        if answer.own:  # the gate's own answer (a relayed one keeps its Date)
             lines += self.door.date
         reason = answer.reason.encode("latin-1") if answer.reason else _REASONS.get(answer.status)
         cycle.respond(
@@ -469,6 +469,7 @@ def _reason(exc: httptools.HttpParserError) -> str:
 
 
 _REASONS = {
+    200: b"OK",
     400: b"Bad Request",
     401: b"Unauthorized",
     403: b"Forbidden",

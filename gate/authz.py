@@ -1,0 +1,160 @@
+"""The decision service: the second front door, for Envoy ext_authz and nginx auth_request.
+
+A C/C++ proxy moves the bytes and asks the gate only whether a call may
+pass. The check request is read by the same front door (``gate.http.server``:
+llhttp, limits, timeouts) and decided by the same core as the proxy mode
+(``gate.core.decide``): one classification, one policy, one cache, one log.
+
+- Envoy (ext_authz HTTP service) sends the original method, ``path_prefix``
+  plus the original path, the headers it is told to, and the body with
+  ``with_request_body``. Allowed: 200. Refused: the proxy mode's own status,
+  JSON body and headers, which Envoy hands to the client.
+- nginx (``auth_request``) sends a subrequest with ``X-Original-Method`` and
+  ``X-Original-URI`` and the original headers, without the body. nginx relays
+  only 401 and 403 from it, so every refusal is a 403 (401 stays 401) that
+  carries the real status in ``X-Gate-Status`` and the JSON in
+  ``X-Gate-Error``, for the nginx config to give back (deploy/nginx/).
+
+A call whose body the gate does not see is decided by the strict reading: a
+subscription edit is a seat change, an order edit adds line items. A
+confirmation cannot be checked without its body (R6), so it is refused:
+route confirmations through the proxy listener, which also records them at
+once (a decision service never sees the upstream's answer, so a
+confirmation that passes Envoy is only seen on the next lookup, within
+``acceptance.negative_ttl_s``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Coroutine
+from typing import Any
+
+from gate.core.action import Action, Answer, Forward, Gated, answer_error
+from gate.core.decide import Decider, Pending
+from gate.core.trace import finish
+from gate.errors import BodyTooLarge, GateError, InvalidAcceptance, MalformedRequest
+from gate.http.cycle import ClientGone, Cycle
+from gate.logs import HotLines
+from gate.metrics import Metrics
+
+__all__ = ["DecisionService"]
+
+_RELAYED_TO_NGINX = frozenset({b"x-gate-decision", b"retry-after"})
+
+
+class DecisionService:
+    """Answers check requests with the core's Action: 200 to allow, a refusal otherwise."""
+
+    __slots__ = ("_decider", "_lines", "_metrics", "_prefix")
+
+    def __init__(self, decider: Decider, prefix: str, metrics: Metrics, lines: HotLines) -> None:
+        self._decider = decider
+        self._prefix = prefix.rstrip("/")
+        self._metrics = metrics
+        self._lines = lines
+
+    def start(self, cycle: Cycle) -> Coroutine[Any, Any, None] | None:
+        """Route a check request; a coroutine only when its body must be read or a lookup made."""
+        nginx = bool(cycle.head.getall("x-original-uri"))
+        try:
+            method, target = self._original(cycle, nginx)
+        except GateError as error:
+            self._settled(cycle, answer_error(error), nginx)
+            return None
+        action = self._decider.route(method, target, cycle.head)
+        if not isinstance(action, Gated):
+            self._settled(cycle, action, nginx)
+            return None
+        if nginx and not cycle.has_body:  # nginx does not pass the body: the strict reading
+            if action.transaction.kind == "confirmation":
+                refused = answer_error(_unread_confirmation(), action.trace)
+                self._settled(cycle, refused, nginx)
+                return None
+            return self._decide(cycle, action, b"", nginx)
+        return self._read_and_decide(cycle, action, nginx)
+
+    def _settled(self, cycle: Cycle, action: Action, nginx: bool) -> None:
+        """Answered at once: the connection moves on (no task was needed)."""
+        self._reply(cycle, action, nginx)
+        cycle.conn.finished(cycle)
+
+    def _original(self, cycle: Cycle, nginx: bool) -> tuple[str, str]:
+        """The method and request target of the call being checked."""
+        if nginx:
+            methods = cycle.head.getall("x-original-method")
+            if len(methods) != 1 or not methods[0].strip().isalpha():
+                raise MalformedRequest("An auth_request subrequest needs one X-Original-Method.")
+            return methods[0].strip().upper(), cycle.head.getall("x-original-uri")[0].strip()
+        target = cycle.target
+        if self._prefix:
+            if not target.startswith(self._prefix + "/"):
+                raise MalformedRequest(f"A check request's path must start with {self._prefix}/.")
+            target = target[len(self._prefix) :]
+        return cycle.method, target
+
+    async def _read_and_decide(self, cycle: Cycle, gated: Gated, nginx: bool) -> None:
+        if cycle.head.getall("x-envoy-auth-partial-body") == ["true"]:
+            limit = gated.runtime.max_gated_body
+            error = BodyTooLarge(
+                "The proxy in front of the gate cut this call's body, so it cannot be decided; "
+                f"raise its limit (with_request_body.max_request_bytes) to {limit} bytes.",
+                [{"limit": limit}],
+            )
+            self._reply(cycle, answer_error(error, gated.trace), nginx)
+            return
+        try:
+            raw = await cycle.body.read(gated.runtime.max_gated_body, cycle.length)
+        except GateError as error:
+            self._reply(cycle, answer_error(error, gated.trace), nginx)
+            return
+        except ClientGone:
+            return
+        await self._decide(cycle, gated, raw, nginx)
+
+    async def _decide(self, cycle: Cycle, gated: Gated, raw: bytes, nginx: bool) -> None:
+        action = self._decider.decide_now(gated, cycle.head, raw)
+        if isinstance(action, Pending):
+            action = await self._decider.resume(action)
+        self._reply(cycle, action, nginx)
+
+    def _reply(self, cycle: Cycle, action: Action, nginx: bool) -> None:
+        """Allow or refuse; a gated call's decision is logged and counted like the proxy's."""
+        if isinstance(action, Forward):
+            decision = action.decision
+            headers = ((b"X-Gate-Decision", decision.encode()),) if decision is not None else ()
+            answer = Answer(200, b"", headers)
+        else:
+            answer = _for_nginx(action) if nginx else action
+        cycle.conn.send(cycle, answer)
+        if action.trace is not None:
+            error = action.error if isinstance(action, Answer) else None
+            finish(action.trace, _status(action), error,
+                   self._metrics, self._lines)  # fmt: skip
+
+
+def _status(action: Action) -> int:
+    return action.status if isinstance(action, Answer) else 200
+
+
+def _for_nginx(answer: Answer) -> Answer:
+    """A refusal nginx will relay: 403 (or 401), the real answer in X-Gate-* headers."""
+    status = 401 if answer.status == 401 else 403
+    error = json.dumps(json.loads(answer.body)) if answer.body else "{}"  # one line, ASCII
+    kept = tuple(pair for pair in answer.headers if pair[0].lower() in _RELAYED_TO_NGINX)
+    headers = (
+        (b"Content-Type", b"application/json"),
+        (b"X-Gate-Status", str(answer.status).encode()),
+        (b"X-Gate-Error", error.encode()),
+        *kept,
+    )
+    return answer._replace(status=status, headers=headers, reason="")
+
+
+def _unread_confirmation() -> InvalidAcceptance:
+    return InvalidAcceptance(
+        "The decision service cannot check a confirmation it cannot read (nginx does not pass "
+        "the body): route POST /v1/customers/{customer}/agreements through the gate's proxy "
+        "listener, which checks it, forwards it and records the acceptance at once.",
+        [{"field": "(body)", "message": "not available to the decision service"}],
+    )
