@@ -19,6 +19,7 @@ from aiohttp import web
 
 from gate import __version__, admin
 from gate.acceptance import AcceptanceStore
+from gate.acceptance.shared import SharedTier
 from gate.authz import DecisionService
 from gate.config import Settings
 from gate.core.decide import Decider
@@ -105,14 +106,18 @@ def _acceptance_store(
     clock: Callable[[], float] | None,
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def acceptance_store(app: web.Application) -> AsyncIterator[None]:
-        """The cache of confirmed pairs; loaded from and saved to the snapshot when set."""
+        """The cache of confirmed pairs (snapshot loaded and saved when set), its shared tier."""
         settings = app[RUNTIME].current.settings
         extra = {"clock": clock} if clock is not None else {}
+        shared = None
+        if settings.acceptance.shared_url:
+            shared = SharedTier(settings.acceptance, app[METRICS], app[LOGGER])
         store = AcceptanceStore(
             settings.acceptance,
             app[UPSTREAM],
             app[RUNTIME].current.upstream_prefix,
             app[METRICS],
+            shared=shared,
             **extra,
         )
         snapshot = (
@@ -125,6 +130,7 @@ def _acceptance_store(
             except OSError as error:  # a snapshot is an optimisation: start without it
                 app[LOGGER].error("snapshot_unreadable", path=str(snapshot), error=str(error))
         app[STORE] = store
+        await store.start()
         yield
         await store.close()
         if snapshot is not None:

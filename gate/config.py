@@ -13,6 +13,7 @@ import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -46,6 +47,7 @@ __all__ = [
     "Settings",
     "UpstreamSettings",
     "load",
+    "mask_url",
     "parse_listen",
 ]
 
@@ -173,6 +175,66 @@ class AcceptanceSettings(_Section):
     snapshot_path: str = ""
     retry_after_s: int = Field(5, ge=1)
     """The Retry-After value sent with a fail-closed 503."""
+    shared_url: str = ""
+    """The shared tier (DESIGN §6): redis://, rediss:// or unix://; empty: each process alone."""
+    shared_timeout_s: float = Field(0.1, gt=0, le=10)
+    """Longest wait for one Redis command; slower counts as a failure and Redis is skipped."""
+
+    @field_validator("shared_url")
+    @classmethod
+    def _shared_url(cls, value: str) -> str:
+        if value:
+            _check_shared_url(value.strip())
+        return value.strip()
+
+
+# Options a shared_url may carry in its query (TLS files for rediss://, the db for unix://).
+_SHARED_QUERY = {
+    "redis": frozenset(),
+    "rediss": frozenset({"ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_check_hostname"}),
+    "unix": frozenset({"db"}),
+}
+
+
+def _check_shared_url(value: str) -> None:
+    """A Redis URL redis-py can use; messages name the part at fault, never the URL."""
+    try:
+        url = urlsplit(value)
+        port = url.port
+    except ValueError:
+        raise ValueError("is not a usable URL (check the port)") from None
+    if url.scheme not in _SHARED_QUERY:
+        raise ValueError("must be a redis://, rediss:// or unix:// URL (or empty: off)")
+    if url.scheme == "unix":
+        if not url.path.startswith("/") or url.hostname:
+            raise ValueError("must name a socket path, e.g. unix:///run/redis/redis.sock")
+    else:
+        if not url.hostname:
+            raise ValueError("must name a host, e.g. redis://redis:6379/0")
+        if port == 0:
+            raise ValueError("must name a port from 1 to 65535")
+        if url.path not in ("", "/") and not url.path[1:].isdigit():
+            raise ValueError("path must be a database number, e.g. /0")
+    names = [name for name, _ in parse_qsl(url.query, keep_blank_values=True)]
+    unknown = sorted(set(names) - _SHARED_QUERY[url.scheme])
+    if unknown:
+        raise ValueError(f"query option {unknown[0]!r} is not supported for {url.scheme}://")
+    if url.fragment:
+        raise ValueError("must not carry a #fragment")
+
+
+def mask_url(value: str) -> str:
+    """A URL fit for a log line or a message: its password, if any, shown as ``***``."""
+    try:
+        url = urlsplit(value)
+        password = url.password
+    except ValueError:
+        return "(unparsable URL)"
+    if not password:
+        return value
+    user = url.username or ""
+    host = url.netloc.rpartition("@")[2]
+    return url._replace(netloc=f"{user}:***@{host}").geturl()
 
 
 class IdentitySettings(_Section):

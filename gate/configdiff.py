@@ -4,7 +4,7 @@ Plain keys are compared by their dotted names (``policy.enforce_percent:
 100 -> 10``); per-partner overrides by tenant id; rules by name (added,
 removed, changed field by field, or moved: rules are matched in file
 order). Secrets are never printed: a changed ``admin.token`` shows as
-``(changed)``.
+``(changed)``, and ``acceptance.shared_url`` with its password masked.
 """
 
 from __future__ import annotations
@@ -12,12 +12,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from gate.config import Settings
+from gate.config import Settings, mask_url
 
 __all__ = ["DEFAULTS", "changes", "defaults"]
 
 DEFAULTS = "the built-in defaults"
 _SECRET = frozenset({"admin.token"})
+_URLS = frozenset({"acceptance.shared_url"})  # may carry a password
 _SECTIONS = ("server", "admin", "upstream", "policy", "acceptance", "identity", "authz", "log")
 
 
@@ -47,6 +48,10 @@ def _keys(old: Settings, new: Settings) -> list[str]:
             continue
         if key in _SECRET:
             lines.append(f"{key}: (changed)")
+        elif key in _URLS and mask_url(before[key]) == mask_url(value):
+            lines.append(f"{key}: (password changed)")
+        elif key in _URLS:
+            lines.append(f"{key}: {_shown(mask_url(before[key]))} -> {_shown(mask_url(value))}")
         else:
             lines.append(f"{key}: {_shown(before[key])} -> {_shown(value)}")
     return lines

@@ -14,10 +14,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from gate.core.policy import Verdict
 
-__all__ = ["TRANSACTIONS", "UPSTREAM_ERROR_REASONS", "Metrics"]
+__all__ = ["SHARED_OPERATIONS", "TRANSACTIONS", "UPSTREAM_ERROR_REASONS", "Metrics"]
 
 TRANSACTIONS = ("new_purchase", "seat_change", "confirmation")
-LOOKUP_RESULTS = ("hit", "miss", "error")
+LOOKUP_RESULTS = ("hit", "shared", "miss", "error")  # own cache, shared tier, upstream, failed
+SHARED_OPERATIONS = ("get", "lock", "set", "publish", "subscribe")
 UPSTREAM_ERROR_REASONS = ("unavailable", "timeout", "aborted")
 _FAST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _UPSTREAM_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0)
@@ -30,6 +31,7 @@ class Metrics:
         self.registry = CollectorRegistry()
         self._decisions_and_lookups()
         self._upstream()
+        self._shared()
         self.cache_entries = Gauge(
             "gate_acceptance_cache_entries", "Entries in the acceptance cache.",
             registry=self.registry,
@@ -63,7 +65,7 @@ class Metrics:
         }
         lookups = Counter(
             "gate_acceptance_lookups_total",
-            "Acceptance checks by how they were answered: cache hit, upstream miss, error.",
+            "Acceptance checks by how they were answered: own cache, shared tier, upstream, error.",
             ["result"],
             registry=self.registry,
         )
@@ -89,6 +91,20 @@ class Metrics:
             registry=self.registry,
         )
         self.upstream_errors = {reason: errors.labels(reason) for reason in UPSTREAM_ERROR_REASONS}
+
+    def _shared(self) -> None:
+        errors = Counter(
+            "gate_shared_cache_errors_total",
+            "Shared-tier (Redis) commands that failed or timed out, by operation.",
+            ["operation"],
+            registry=self.registry,
+        )
+        self.shared_errors = {op: errors.labels(op) for op in SHARED_OPERATIONS}
+        self.shared_up = Gauge(
+            "gate_shared_cache_up",
+            "1 while the shared tier (Redis) is in use, 0 while it is skipped or not configured.",
+            registry=self.registry,
+        )
 
     def watch_cache(self, size: Callable[[], int]) -> None:
         """Read the cache size at scrape time instead of on every change."""

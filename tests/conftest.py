@@ -6,6 +6,7 @@ import io
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -20,6 +21,7 @@ from gate.app import create_admin_app, create_app, start_proxy
 from gate.config import Settings
 from gate.http.server import FrontDoor
 from gate.keys import STATE
+from tests.redis_server import REDIS_SERVER, RedisServer, tls_files
 
 
 @pytest.fixture(autouse=True)
@@ -47,6 +49,28 @@ async def upstream(aiohttp_server: AiohttpServer) -> Upstream:
     sb = sandbox.Sandbox()
     server = await aiohttp_server(sandbox.create_app(sb), host="127.0.0.1")
     return Upstream(server, sb)
+
+
+StartRedis = Callable[..., Awaitable[RedisServer]]
+
+
+@pytest.fixture
+async def start_redis(tmp_path: Path) -> AsyncIterator[StartRedis]:
+    """Start real redis-servers on free loopback ports (no persistence); stopped by PID after."""
+    if REDIS_SERVER is None:
+        pytest.skip("needs redis-server (Debian package redis-server: scripts/test installs it)")
+    started: list[RedisServer] = []
+
+    async def start(password: str = "", tls: bool = False) -> RedisServer:
+        directory = tmp_path / f"redis-{len(started)}"
+        directory.mkdir()
+        server = RedisServer(directory, password, tls_files(directory) if tls else None)
+        started.append(server)
+        return await server.start()
+
+    yield start
+    for server in started:
+        await server.close()
 
 
 MakeSettings = Callable[..., Settings]

@@ -7,6 +7,12 @@ runs as a task owned by the store so a caller that goes away cannot cancel
 it for the others. Confirmed pairs are trusted for ``positive_ttl_s`` and,
 while lookups fail, for ``stale_if_error_s`` more; a 'not confirmed' answer
 never for longer than ``negative_ttl_s``. Failures are never cached.
+
+With ``acceptance.shared_url`` set, a ``gate.acceptance.shared.SharedTier``
+sits between the own cache and the upstream (own cache -> Redis -> lookup):
+a miss asks it first, one lookup per pair serves the fleet, and
+confirmations and drops reach every replica. The hot path (``peek``) never
+touches it.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from gate.acceptance.cache import Entry, PairCache
+from gate.acceptance.shared import SharedTier
 from gate.config import AcceptanceSettings
 from gate.core import body
 from gate.core.policy import State
@@ -70,8 +77,10 @@ class AcceptanceStore:
         *,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        shared: SharedTier | None = None,
     ) -> None:
         self._settings = settings
+        self._shared = shared
         self._pool = pool
         self._prefix = prefix  # the upstream URL's own path, if it has one
         self._metrics = metrics
@@ -108,7 +117,7 @@ class AcceptanceStore:
         key = _key(partner, customer)
         task = self._inflight.get(key)
         if task is None:
-            task = self._spawn(self._lookup(key, authorization, correlation), key)
+            task = self._spawn(self._tiered(key, authorization, correlation), key)
         looked = await asyncio.shield(task)
         if looked.outcome.denied is not None and looked.authorization != authorization:
             looked = await self._lookup(key, authorization, correlation)  # not our denial
@@ -126,7 +135,10 @@ class AcceptanceStore:
 
     def record(self, partner: str, customer: str) -> None:
         """A confirmation went through: the pair is accepted from now on."""
-        self._store(_key(partner, customer), State.ACCEPTED, "confirmation")
+        key = _key(partner, customer)
+        self._store(key, State.ACCEPTED, "confirmation")
+        if self._shared is not None:
+            self._shared.publish_accepted(key)
 
     # -- operators ----------------------------------------------------------
 
@@ -134,15 +146,26 @@ class AcceptanceStore:
         return self._cache.get(_key(partner, customer))
 
     def drop(self, partner: str, customer: str) -> bool:
-        return self._cache.pop(_key(partner, customer))
+        """Forget a pair here (True if it was cached here) and, with a shared tier, everywhere."""
+        key = _key(partner, customer)
+        if self._shared is not None:
+            self._shared.publish_dropped(key)
+        return self._cache.pop(key)
 
     def __len__(self) -> int:
         return len(self._cache)
+
+    async def start(self) -> None:
+        """Join the shared tier, when there is one (bounded: Redis is never waited for long)."""
+        if self._shared is not None:
+            await self._shared.start(self._cache)
 
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._shared is not None:
+            await self._shared.close()
 
     def save(self, path: Path) -> int:
         """Write the confirmed pairs, so a restart does not re-ask for all of them."""
@@ -191,6 +214,21 @@ class AcceptanceStore:
         task.add_done_callback(_done)
         return task
 
+    async def _tiered(self, key: _Key, authorization: str, correlation: str | None) -> _Looked:
+        """Own cache missed: the shared tier's answer, else our lookup (shared with the fleet)."""
+        if self._shared is None:
+            return await self._lookup(key, authorization, correlation)
+        async with self._shared.flight(key) as flight:
+            if flight.known is not None:
+                known = flight.known
+                state = self._store(key, known.state, known.source, known.age_s)
+                return _Looked(Outcome(state, "shared"), authorization)
+            looked = await self._lookup(key, authorization, correlation)
+            outcome = looked.outcome
+            if outcome.cache == "miss" and outcome.denied is None:
+                flight.found = outcome.state  # a definite answer: worth sharing
+            return looked
+
     async def _lookup(self, key: _Key, authorization: str, correlation: str | None) -> _Looked:
         customer = key.partition("/")[2]
         target = f"{self._prefix}/v1/customers/{customer}/agreements{_MCA_QUERY}"
@@ -229,10 +267,10 @@ class AcceptanceStore:
             return Outcome(State.ACCEPTED, "error")  # stale-if-error: never withdrawn
         return Outcome(State.UNKNOWN, "error")
 
-    def _store(self, key: _Key, state: State, source: str) -> State:
+    def _store(self, key: _Key, state: State, source: str, age_s: float = 0.0) -> State:
         if state is State.NOT_ACCEPTED and self._cache.fresh(key) is State.ACCEPTED:
             return State.ACCEPTED  # a confirmation landed while this lookup was in flight
-        self._cache.put(key, state, source)
+        self._cache.put(key, state, source, age_s)
         return state
 
 
