@@ -7,7 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from gate.config import DEFAULT_RULES, ConfigError, Rule, Settings, load, parse_listen
+from gate.config import (
+    DEFAULT_RULES,
+    ConfigError,
+    Rule,
+    Settings,
+    load,
+    mask_url,
+    parse_listen,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "config" / "gate.toml"
@@ -376,3 +384,52 @@ def test_malformed_json_in_the_environment_is_one_line(monkeypatch: pytest.Monke
     with pytest.raises(ConfigError) as caught:
         load()
     assert caught.value.problems[0].startswith("environment:")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        pytest.param("redis://redis:6379/0", id="redis"),
+        pytest.param("redis://:pw@10.0.0.5:6379/2", id="password"),
+        pytest.param("redis://gate:pw@redis", id="acl-user-no-port-no-db"),
+        pytest.param("rediss://redis:6380/0?ssl_ca_certs=/etc/gate/ca.pem", id="tls-with-ca"),
+        pytest.param("unix:///run/redis/redis.sock?db=1", id="unix-socket"),
+    ],
+)
+def test_shared_url_accepts_redis_urls(url: str) -> None:
+    """§3/§6: acceptance.shared_url takes redis://, rediss:// and unix:// (empty: off)."""
+    assert Settings(acceptance={"shared_url": url}).acceptance.shared_url == url
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        pytest.param("http://:pw-1@redis:6379/0", "must be a redis://", id="scheme"),
+        pytest.param("redis://:pw-1@:6379/0", "must name a host", id="no-host"),
+        pytest.param("redis://:pw-1@redis:70000/0", "check the port", id="bad-port"),
+        pytest.param("redis://:pw-1@redis:6379/zero", "database number", id="bad-db"),
+        pytest.param("redis://:pw-1@redis/0?password=x", "'password'", id="unknown-option"),
+        pytest.param("redis://:pw-1@redis/0?ssl_ca_certs=/x", "'ssl_ca_certs'", id="tls-no-s"),
+        pytest.param("unix://:pw-1@host/x", "socket path", id="unix-with-host"),
+    ],
+)
+def test_a_bad_shared_url_is_named_without_its_password(
+    tmp_path: Path, url: str, says: str
+) -> None:
+    """§3/§6: a bad shared_url is refused, naming the key and why; the password never shown."""
+    (problem,) = problems_of(tmp_path, f'[acceptance]\nshared_url = "{url}"\n')
+    assert problem.startswith("acceptance.shared_url: ") and says in problem
+    assert "pw-1" not in problem
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        pytest.param("redis://:s3cret@redis:6379/0", "redis://:***@redis:6379/0", id="password"),
+        pytest.param("rediss://gate:s3cret@r/1", "rediss://gate:***@r/1", id="user"),
+        pytest.param("redis://redis:6379/0", "redis://redis:6379/0", id="none"),
+    ],
+)
+def test_mask_url_hides_the_password(url: str, shown: str) -> None:
+    """§6: what a log line or a message shows of a shared_url."""
+    assert mask_url(url) == shown

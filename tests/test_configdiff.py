@@ -38,6 +38,17 @@ def test_keys_overrides_and_secrets() -> None:
     assert not any("s3cret" in line for line in lines)
 
 
+def test_a_shared_url_is_shown_with_its_password_masked() -> None:
+    """§4/§6: acceptance.shared_url changes are shown, its password never."""
+    old = Settings(acceptance={"shared_url": "redis://:s3cret-a@redis:6379/0"})
+    moved = Settings(acceptance={"shared_url": "redis://:s3cret-b@other:6379/0"})
+    rotated = Settings(acceptance={"shared_url": "redis://:s3cret-b@redis:6379/0"})
+    assert changes(old, moved) == [
+        'acceptance.shared_url: "redis://:***@redis:6379/0" -> "redis://:***@other:6379/0"'
+    ]
+    assert changes(old, rotated) == ["acceptance.shared_url: (password changed)"]
+
+
 def test_rules_by_name() -> None:
     """§4: rules added, removed, changed field by field, and reordered are each one line."""
     rules = [rule.model_dump() for rule in defaults().rules]

@@ -89,13 +89,15 @@ def test_gates_publish_their_listeners_and_run_locked_down(
 
 
 def test_gate_environment_names_are_settings_and_the_shared_tier_stays_in_its_profile() -> None:
-    """GATE_* names are real settings, except the planned ones, which only profiled services set."""
+    """GATE_* names are real settings (or planned, in a profile); only profiles need Redis."""
     unknown: set[str] = set()
     for name, service in _config("shared")["services"].items():
         for variable in service.get("environment") or {}:
             if variable.startswith("GATE_") and not is_setting(variable):
                 unknown.add(variable)
                 assert service.get("profiles"), f"{name} sets {variable} outside a profile"
+            if variable == "GATE_ACCEPTANCE__SHARED_URL":
+                assert service.get("profiles"), f"{name} needs Redis outside a profile"
     assert unknown == PLANNED_SETTINGS.keys()
 
 
