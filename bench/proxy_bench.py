@@ -34,7 +34,9 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from types import FrameType
 
@@ -65,6 +67,7 @@ WORKER_TARGETS = ("gate-1w", "gate-2w")  # reads only, the gate unpinned on ever
 CONNECTIONS = 64  # throughput runs
 PACED_CONNECTIONS = 10  # fixed-rate runs: a stall up to 10 ms long keeps the schedule
 PACED_RATE = 1000  # req/s
+MAX_RESTARTS = 5  # servers something outside stopped, restarted before the run gives up
 
 
 @dataclass
@@ -75,6 +78,7 @@ class Sample:
     seconds: float
     errors: int
     cpu_us: float  # the proxy's CPU per completed call
+    sys_share: float  # of that CPU, the share spent in the kernel (stime)
     peak_rss: int  # bytes, over the proxy's process tree; -1 when unknown
     busy: dict[int, float]  # share of each CPU busy during the run
     p50_ms: float = 0.0
@@ -112,6 +116,9 @@ class Bench:
         self.args = args
         self.tmp = tmp
         self.servers: dict[str, Server] = {}
+        self.started: list[Server] = []  # everything ever started, stopped at the end
+        self.restarters: dict[str, Callable[[], Server]] = {}
+        self.restarts: list[str] = []
         self.cpus = cpus = sorted(os.sched_getaffinity(0))
         self.pinned = len(cpus) >= 2 and not args.no_pin
         self.load_cpus = str(cpus[0]) if self.pinned else None
@@ -140,13 +147,14 @@ class Bench:
             ("gate-2w", 2, self.all_cpus),
         ):
             if name in targets:
-                self.servers[name] = self._gate(name, workers, cpus, upstream)
+                self.restarters[name] = partial(self._gate, name, workers, cpus, upstream)
+                self.servers[name] = self.restarters[name]()
 
     def _start(
         self, name: str, argv: list[str], cpus: str | None, port: int, **kw: object
     ) -> Server:
         server = Server.start(name, argv, cpus=cpus, log=self.tmp / f"{name}.log", port=port, **kw)
-        self.servers.setdefault(f"_{name}", server)  # stopped at the end even if not ready
+        self.started.append(server)
         wait_ready(server.url(READ_PATH), server.proc, name)
         return server
 
@@ -181,13 +189,28 @@ class Bench:
         return self._start(name, argv, cpus, port, cwd=checkout, env=env)
 
     def stop(self) -> None:
-        for server in reversed(list({id(s): s for s in self.servers.values()}.values())):
+        for server in reversed(self.started):
             server.stop()
 
-    def check(self) -> None:
+    def alive(self, target: str) -> Server:
+        """The target's server; one that exited (something outside signalled it) is restarted."""
+        server = self.servers[target]
+        code = server.proc.poll()
+        if code is None:
+            return server
+        if target not in self.restarters or len(self.restarts) >= MAX_RESTARTS:
+            raise RuntimeError(f"{target} (pid {server.pid}) exited with {code}")
+        note = f"{target} (pid {server.pid}) exited with {code} at {time.strftime('%H:%M:%S')}"
+        self.restarts.append(note + "; restarted")
+        print(f"note: {note}; restarting it", flush=True)
+        self.servers[target] = self.restarters[target]()
+        self.check(only=target)
+        return self.servers[target]
+
+    def check(self, only: str | None = None) -> None:
         """The harness is wrong, not the proxy, if these fail: stop before measuring."""
         for name, server in self.servers.items():
-            if name.startswith("_"):
+            if only not in (None, name):
                 continue
             status, headers = _call(server.url(ORDER_PATH), BODY)
             decision = headers.get("X-Gate-Decision")
@@ -217,7 +240,17 @@ class Bench:
         return self.scripts[key]
 
     def wrk(self, target: str, workload: str, seconds: float, *, paced: bool) -> Sample:
-        server = self.servers[target]
+        """One run; redone once on a restarted server if the server died during it."""
+        for _ in range(2):
+            server = self.alive(target)
+            sample = self._wrk(server, target, workload, seconds, paced=paced)
+            if server.proc.poll() is None:
+                return sample
+        return self._wrk(self.alive(target), target, workload, seconds, paced=paced)
+
+    def _wrk(
+        self, server: Server, target: str, workload: str, seconds: float, *, paced: bool
+    ) -> Sample:
         connections = PACED_CONNECTIONS if paced else CONNECTIONS
         url = server.url(ORDER_PATH if workload in ("orders", "cold") else READ_PATH)
         cmd = [
@@ -241,7 +274,8 @@ class Bench:
         self.clock.busy()
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
         busy = self.clock.busy()
-        cpu = tree_cpu_seconds(pid) - cpu_before
+        user, system = (b - a for a, b in zip(cpu_before, tree_cpu_seconds(pid), strict=True))
+        cpu = user + system
         peak = tree_peak_rss(pid)
         line = next((ln for ln in done.stdout.splitlines() if ln.startswith("BENCH ")), None)
         if done.returncode != 0 or line is None:
@@ -254,6 +288,7 @@ class Bench:
             seconds=got["duration_us"] / 1e6,
             errors=errors,
             cpu_us=cpu * 1e6 / requests if requests else 0.0,
+            sys_share=system / cpu if cpu else 0.0,
             peak_rss=peak,
             busy=busy,
             p50_ms=got["p50_us"] / 1000,
@@ -411,12 +446,19 @@ def main(argv: list[str] | None = None) -> int:
         print(report.header(results.meta), flush=True)
         _measure(bench, cells, results)
         if args.profile:
-            report.profile(bench, args.out / "profile")
+            try:
+                results.meta["profile"] = report.profile(bench, args.out / "profile")
+            except (RuntimeError, OSError, subprocess.SubprocessError) as error:
+                results.meta["profile"] = f"profile failed: {error}"
     except (RuntimeError, OSError, subprocess.SubprocessError) as error:
         print(f"bench failed: {error}", file=sys.stderr)
-        for server in bench.servers.values():
-            if server.proc.poll() is not None or isinstance(error, RuntimeError):
-                print(f"--- {server.name} log:\n{server.log_tail()}", file=sys.stderr)
+        for server in bench.started:
+            code = server.proc.poll()
+            state = "running" if code is None else f"exited with {code}"
+            print(
+                f"--- {server.name} (pid {server.pid}, {state}) log:\n{server.log_tail()}",
+                file=sys.stderr,
+            )
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -425,6 +467,7 @@ def main(argv: list[str] | None = None) -> int:
         bench.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     results.meta["elapsed_s"] = round(time.monotonic() - started)
+    results.meta["restarts"] = bench.restarts
     args.out.mkdir(parents=True, exist_ok=True)
     text = report.render(results)
     print(text)

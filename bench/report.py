@@ -132,10 +132,10 @@ def describe(sample: Sample, kind: str) -> str:
 # -- the figures ---------------------------------------------------------------
 
 
-def _added(results: Results, target: str, workload: str) -> float | None:
-    """p99 over direct's, paired per repetition (the runs were back to back), median."""
-    mine, base = results.get(target, workload, "paced"), results.get("direct", workload, "paced")
-    pairs = [a.p99_ms - b.p99_ms for a, b in zip(mine, base, strict=False)]
+def _added(results: Results, target: str, workload: str, base: str = "direct") -> float | None:
+    """p99 over the base's, paired per repetition (the runs were back to back), median."""
+    mine, theirs = results.get(target, workload, "paced"), results.get(base, workload, "paced")
+    pairs = [a.p99_ms - b.p99_ms for a, b in zip(mine, theirs, strict=False)]
     return statistics.median(pairs) if pairs else None
 
 
@@ -151,6 +151,8 @@ def figures(results: Results) -> dict[str, float | None]:
         out[f"{workload}_vs_nginx"] = _ratio(results, "gate", "nginx", workload)
     for workload in ("reads", "orders", "mix", "cold"):
         out[f"{workload}_p99_added_ms"] = _added(results, "gate", workload)
+    for workload in ("reads", "orders"):
+        out[f"{workload}_p99_over_nginx_ms"] = _added(results, "gate", workload, "nginx")
     out["reads_vs_minimal"] = _ratio(results, "gate", "minimal", "reads")
     out["orders_vs_minimal"] = _ratio(results, "gate", "minimal", "orders")
     out["reads_cpu_us"] = results.median("gate", "reads", "rps", "cpu_us")
@@ -187,7 +189,8 @@ def _row(results: Results, target: str, workload: str) -> str | None:
     return (
         f"{LABELS[target]:<18}{_f(med(target, workload, 'rps', 'rps'), ',.0f'):>9}"
         f"{_f(_ratio(results, target, 'nginx', workload), '.2f'):>8}"
-        f"{_f(med(target, workload, 'rps', 'cpu_us'), '.1f'):>10}"
+        f"{_f(med(target, workload, 'rps', 'cpu_us'), '.1f'):>9}"
+        f"{_f(_pct(med(target, workload, 'rps', 'sys_share')), '.0f'):>5}"
         f"{_f(med(target, workload, 'paced', 'p50_ms'), '.3f'):>8}"
         f"{_f(med(target, workload, 'paced', 'p99_ms'), '.3f'):>8}"
         f"{_f(med(target, workload, 'paced', 'p999_ms'), '.3f'):>8}"
@@ -196,6 +199,10 @@ def _row(results: Results, target: str, workload: str) -> str | None:
         f"{_f(busy_p, '.0f'):>6}/{_f(busy_l, '.0f'):<4}"
         f" {' '.join(notes)}"
     ).rstrip()
+
+
+def _pct(share: float | None) -> float | None:
+    return None if share is None else share * 100
 
 
 def _cores(results: Results) -> tuple[int, int]:
@@ -207,8 +214,8 @@ def _cores(results: Results) -> tuple[int, int]:
 
 
 COLUMNS = (
-    f"{'target':<18}{'req/s':>9}{'xnginx':>8}{'CPU µs':>10}{'p50':>8}{'p99':>8}{'p99.9':>8}"
-    f"{'p99 +dir':>9}{'RSS MB':>8}{'busy%':>6}/{'load':<4}"
+    f"{'target':<18}{'req/s':>9}{'xnginx':>8}{'CPU µs':>9}{'sys%':>5}"
+    f"{'p50':>8}{'p99':>8}{'p99.9':>8}{'p99 +dir':>9}{'RSS MB':>8}{'busy%':>6}/{'load':<4}"
 )
 
 
@@ -223,6 +230,8 @@ def render(results: Results) -> str:
         lines += ["workers: reads at 64 connections, " + str(results.meta["workers_pinning"])]
         lines += [COLUMNS, *(r for r in workers if r), ""]
     lines += _legend()
+    for note in results.meta.get("restarts") or ():
+        lines.append(f"note: {note} (its runs were redone)")
     if profile := results.meta.get("profile"):
         lines += ["", str(profile)]
     values = figures(results)
@@ -243,7 +252,8 @@ def _legend() -> list[str]:
     return [
         "columns: req/s = median throughput at 64 connections; xnginx = req/s / nginx's;",
         "  CPU µs = the proxy's CPU (utime+stime of its process tree) per completed call at",
-        "  64 connections (direct: the upstream nginx's own); p50/p99/p99.9 = latency in ms at",
+        "  64 connections (direct: the upstream nginx's own); sys% = its kernel share (stime);",
+        "  p50/p99/p99.9 = latency in ms at",
         "  a fixed 1000 req/s; p99 +dir = p99 minus direct's p99, paired per repetition, median;",
         "  RSS MB = peak RSS (VmHWM, reset per run) of the proxy's tree, highest run;",
         "  busy%/load = share of the proxy's CPU / the load CPU busy (whole machine) at 64 conns;",
@@ -314,7 +324,8 @@ def profile(bench: Bench, out: Path) -> str:
     if not Path(spy).exists():
         return "profile: py-spy not found (pip install py-spy into the bench venv)"
     out.mkdir(parents=True, exist_ok=True)
-    pid = bench.servers["gate"].pid
+    gate = bench.alive("gate")
+    pid = gate.pid
     seconds = max(3, int(bench.args.seconds))
     lines = [f"profile: py-spy, {seconds} s per workload at 64 connections, gate pid {pid}"]
     for workload in ("reads", "orders", "cold"):
@@ -343,7 +354,7 @@ def profile(bench: Bench, out: Path) -> str:
                     f"-d{seconds + 2}s",
                     "-s",
                     str(bench._script(workload, False)),
-                    bench.servers["gate"].url(
+                    gate.url(
                         "/v1/customers/x/orders"
                         if workload != "reads"
                         else "/v1/customers/x/subscriptions"
@@ -381,10 +392,14 @@ def _summary(raw: Path, top: int = 12) -> list[str]:
             inclusive[frame] += n
     if not total:
         return ["    no samples"]
-    lines = [f"    {total} samples; own time:"]
+    loop = "Runner.run (runners.py)"
+    if loop in own:  # no Python frame below it: uvloop's C code and the syscalls it makes
+        own["event loop: uvloop C code, epoll, reads (Runner.run)"] = own.pop(loop)
+    lines = [f"    {total} samples; own time (the frame on top of the stack):"]
     lines += [f"      {n * 100 / total:5.1f} %  {f}" for f, n in own.most_common(top)]
-    lines.append("    including callees:")
-    lines += [f"      {n * 100 / total:5.1f} %  {f}" for f, n in inclusive.most_common(top)]
+    lines.append("    including callees (frames under every sample left out):")
+    nested = [(f, n) for f, n in inclusive.most_common() if n < total * 0.995]
+    lines += [f"      {n * 100 / total:5.1f} %  {f}" for f, n in nested[:top]]
     return lines
 
 

@@ -185,14 +185,15 @@ def tree_pids(root: int) -> list[int]:
     return found
 
 
-def tree_cpu_seconds(root: int) -> float:
-    """utime + stime of the process and its live descendants (threads included)."""
-    ticks = 0
+def tree_cpu_seconds(root: int) -> tuple[float, float]:
+    """(utime, stime) of the process and its live descendants (threads included), seconds."""
+    user = system = 0
     for pid in tree_pids(root):
         with contextlib.suppress(OSError, IndexError):
             fields = _stat(pid)
-            ticks += int(fields[11]) + int(fields[12])
-    return ticks / _TICK
+            user += int(fields[11])
+            system += int(fields[12])
+    return user / _TICK, system / _TICK
 
 
 def _status_kb(pid: int, key: str) -> int:
