@@ -67,7 +67,7 @@ WORKER_TARGETS = ("gate-1w", "gate-2w")  # reads only, the gate unpinned on ever
 CONNECTIONS = 64  # throughput runs
 PACED_CONNECTIONS = 10  # fixed-rate runs: a stall up to 10 ms long keeps the schedule
 PACED_RATE = 1000  # req/s
-MAX_RESTARTS = 5  # servers something outside stopped, restarted before the run gives up
+MAX_RESTARTS = 30  # servers something outside stopped, restarted before the run gives up
 
 
 @dataclass
@@ -426,6 +426,25 @@ def _interrupted(signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def _save(results: Results, out: Path, restarts: list[str], started: float) -> None:
+    """The report, every sample and the chart (also what was measured of a failed run)."""
+    if not results.samples:
+        return
+    results.meta["elapsed_s"] = round(time.monotonic() - started)
+    results.meta["restarts"] = restarts
+    out.mkdir(parents=True, exist_ok=True)
+    text = report.render(results)
+    print(text)
+    (out / "results.txt").write_text(text + "\n")
+    samples = {k: [asdict(s) for s in v] for k, v in results.samples.items()}
+    (out / "results.json").write_text(
+        json.dumps({"meta": results.meta, "samples": samples}, indent=1) + "\n"
+    )
+    report.chart(results, out / "chart.png")
+    if out.name == "partial":
+        print(f"what was measured is in {out}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     signal.signal(signal.SIGTERM, _interrupted)
@@ -452,6 +471,7 @@ def main(argv: list[str] | None = None) -> int:
                 results.meta["profile"] = f"profile failed: {error}"
     except (RuntimeError, OSError, subprocess.SubprocessError) as error:
         print(f"bench failed: {error}", file=sys.stderr)
+        _save(results, args.out / "partial", bench.restarts, started)
         for server in bench.started:
             code = server.proc.poll()
             state = "running" if code is None else f"exited with {code}"
@@ -462,27 +482,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
+        _save(results, args.out / "partial", bench.restarts, started)
         return 130
     finally:
         bench.stop()
         shutil.rmtree(tmp, ignore_errors=True)
-    results.meta["elapsed_s"] = round(time.monotonic() - started)
-    results.meta["restarts"] = bench.restarts
-    args.out.mkdir(parents=True, exist_ok=True)
-    text = report.render(results)
-    print(text)
-    (args.out / "results.txt").write_text(text + "\n")
-    (args.out / "results.json").write_text(
-        json.dumps(
-            {
-                "meta": results.meta,
-                "samples": {k: [asdict(s) for s in v] for k, v in results.samples.items()},
-            },
-            indent=1,
-        )
-        + "\n"
-    )
-    report.chart(results, args.out / "chart.png")
+    _save(results, args.out, bench.restarts, started)
     return 0
 
 

@@ -283,27 +283,34 @@ def chart(results: Results, path: Path) -> None:
     ]
     if not workloads or not targets:
         return
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
     width = 0.8 / len(targets)
     for ax, kind, what, unit in (
-        (axes[0], "rps", "rps", "req/s at 64 connections (proxy on one core)"),
-        (axes[1], "paced", "p99_ms", "p99 latency, ms, at 1000 req/s"),
+        (axes[0], "rps", "rps", "req/s at 64 connections, proxy on one core (log scale)"),
+        (axes[1], "paced", "p99_ms", "p99 latency at 1000 req/s, ms"),
     ):
         for i, target in enumerate(targets):
             values = [results.median(target, w, kind, what) or 0.0 for w in workloads]
             xs = [j + (i - (len(targets) - 1) / 2) * width for j in range(len(workloads))]
             bars = ax.bar(xs, values, width, label=LABELS[target])
-            if target == "gate" and kind == "rps":
-                for bar, w in zip(bars, workloads, strict=True):
-                    ratio = _ratio(results, "gate", "nginx", w)
-                    if ratio:
-                        ax.annotate(
-                            f"{ratio:.2f}x",
-                            (bar.get_x() + width / 2, bar.get_height()),
-                            ha="center",
-                            va="bottom",
-                            fontsize=8,
-                        )
+            for bar, w, value in zip(bars, workloads, values, strict=True):
+                text = f"{value:,.0f}" if kind == "rps" else f"{value:.2f}"
+                if (
+                    target == "gate"
+                    and kind == "rps"
+                    and (r := _ratio(results, target, "nginx", w))
+                ):
+                    text += f"\n{r:.2f}x"
+                ax.annotate(
+                    text,
+                    (bar.get_x() + width / 2, bar.get_height()),
+                    ha="center",
+                    va="bottom",
+                    fontsize=7,
+                )
+        if kind == "rps":
+            ax.set_yscale("log")
+            ax.set_ylim(bottom=1000)
         ax.set_xticks(range(len(workloads)), workloads)
         ax.set_title(unit, fontsize=10)
         ax.grid(axis="y", alpha=0.3)
