@@ -18,7 +18,10 @@ def main() -> int:
     data = json.loads((out / "results.json").read_text())
     results = Results(meta=data["meta"])
     for key, samples in data["samples"].items():
-        results.samples[key] = [Sample(**sample) for sample in samples]
+        results.samples[key] = [
+            Sample(**{**sample, "busy": {int(k): v for k, v in sample["busy"].items()}})
+            for sample in samples
+        ]
     text = report.render(results)
     (out / "results.txt").write_text(text + "\n")
     report.chart(results, out / "chart.png")

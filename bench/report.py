@@ -135,7 +135,10 @@ def describe(sample: Sample, kind: str) -> str:
 def _added(results: Results, target: str, workload: str, base: str = "direct") -> float | None:
     """p99 over the base's, paired per repetition (the runs were back to back), median."""
     mine, theirs = results.get(target, workload, "paced"), results.get(base, workload, "paced")
-    pairs = [a.p99_ms - b.p99_ms for a, b in zip(mine, theirs, strict=False)]
+    clean = results.clean(target, workload, "paced") + results.clean(base, workload, "paced")
+    pairs = [
+        a.p99_ms - b.p99_ms for a, b in zip(mine, theirs, strict=False) if a in clean and b in clean
+    ]
     return statistics.median(pairs) if pairs else None
 
 
@@ -172,19 +175,24 @@ def _row(results: Results, target: str, workload: str) -> str | None:
         return None
     med = results.median
     rss = max((s.peak_rss for s in rps + paced), default=-1)
-    busy = [s.busy for s in rps]
+    busy = [s.busy for s in results.clean(target, workload, "rps")]
     proxy_cpu, load_cpu = _cores(results)
     busy_p = statistics.median(b.get(proxy_cpu, 0) for b in busy) * 100 if busy else None
     busy_l = statistics.median(b.get(load_cpu, 0) for b in busy) * 100 if busy else None
     notes = []
     if errors := sum(s.errors for s in rps + paced):
         notes.append(f"errors={errors}")
+    if dropped := len(rps + paced) - len(
+        results.clean(target, workload, "rps") + results.clean(target, workload, "paced")
+    ):
+        notes.append(f"{dropped} run(s) with > 1 % errors left out")
     if late := sum(s.late for s in paced):
         notes.append(f"late={late}")
     if target != "direct" and busy_l is not None and busy_l >= 95:
         notes.append("load-bound")  # wrk + upstream saturate their core: req/s a lower bound
-    if paced and min(s.rps for s in paced) < 950:
-        notes.append(f"paced at {min(s.rps for s in paced):.0f}/s")
+    kept = results.clean(target, workload, "paced")
+    if kept and min(s.rps for s in kept) < 950:
+        notes.append(f"paced at {min(s.rps for s in kept):.0f}/s")
     added = None if target == "direct" else _added(results, target, workload)
     return (
         f"{LABELS[target]:<18}{_f(med(target, workload, 'rps', 'rps'), ',.0f'):>9}"
@@ -257,6 +265,7 @@ def _legend() -> list[str]:
         "  a fixed 1000 req/s; p99 +dir = p99 minus direct's p99, paired per repetition, median;",
         "  RSS MB = peak RSS (VmHWM, reset per run) of the proxy's tree, highest run;",
         "  busy%/load = share of the proxy's CPU / the load CPU busy (whole machine) at 64 conns;",
+        "  errors = socket errors and non-2xx answers; a run with > 1 % is left out of medians;",
         "  late = paced sends that left > 1 ms after their slot (latency then under-reported);",
         "  load-bound = the load CPU was >= 95 % busy: that target's req/s is a lower bound",
     ]
