@@ -69,7 +69,7 @@ def test_a_hold_is_capped() -> None:
 
 
 def test_memory_is_bounded_and_keeps_the_longest_holds() -> None:
-    """Partner ids come from unverified tokens: at most ``limit`` are held, soonest over go first."""
+    """Partner ids come from unverified tokens: at most ``limit`` held, soonest over first."""
     clock = _Clock()
     throttle = Throttle(limit=3, clock=clock)
     throttle.hold("short", 1)
