@@ -11,10 +11,11 @@ import platform
 from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.parser import text_string_to_metric_families
 
 from gate.core.policy import Verdict
 
-__all__ = ["TRANSACTIONS", "UPSTREAM_ERROR_REASONS", "Metrics"]
+__all__ = ["TRANSACTIONS", "UPSTREAM_ERROR_REASONS", "Metrics", "merge"]
 
 TRANSACTIONS = ("new_purchase", "seat_change", "confirmation")
 LOOKUP_RESULTS = ("hit", "miss", "error")
@@ -31,9 +32,11 @@ class Metrics:
         self._decisions_and_lookups()
         self._upstream()
         self.cache_entries = Gauge(
-            "gate_acceptance_cache_entries", "Entries in the acceptance cache.",
+            "gate_acceptance_cache_entries",
+            "Pairs held in the process's own acceptance cache (with workers: summed over them, "
+            "so a pair cached by two workers counts twice).",
             registry=self.registry,
-        )  # fmt: skip
+        )
         self.in_flight = 0  # a plain int on the hot path; the gauge reads it at scrape time
         Gauge(
             "gate_requests_in_flight", "Proxy requests being handled.", registry=self.registry
@@ -105,3 +108,43 @@ class Metrics:
     def watch_cache(self, size: Callable[[], int]) -> None:
         """Read the cache size at scrape time instead of on every change."""
         self.cache_entries.set_function(lambda: float(size()))
+
+
+def merge(texts: list[str]) -> str:
+    """Several processes' /metrics text as one gate's: samples summed across processes.
+
+    Right for counters, histograms and the gauges the gate exports (requests in
+    flight, cached pairs); ``gate_build_info`` stays 1, and the optional
+    ``_created`` stamps are left out.
+    """
+    kinds: dict[str, tuple[str, str]] = {}
+    values: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]] = {}
+    for text in texts:
+        for family in text_string_to_metric_families(text):
+            kinds.setdefault(family.name, (family.type, family.documentation))
+            samples = values.setdefault(family.name, {})
+            for sample in family.samples:
+                if sample.name.endswith("_created"):
+                    continue
+                key = (sample.name, tuple(sorted(sample.labels.items())))
+                if key not in samples:
+                    samples[key] = sample.value
+                elif family.name == "gate_build_info":
+                    samples[key] = max(samples[key], sample.value)
+                else:
+                    samples[key] += sample.value
+    lines: list[str] = []
+    for family_name, (kind, documentation) in kinds.items():
+        name = f"{family_name}_total" if kind == "counter" else family_name  # as generated
+        lines.append(f"# HELP {name} {_escape(documentation, help_text=True)}")
+        lines.append(f"# TYPE {name} {kind}")
+        for (sample_name, labels), value in values[family_name].items():
+            rendered = ",".join(f'{key}="{_escape(text)}"' for key, text in labels)
+            head = f"{sample_name}{{{rendered}}}" if labels else sample_name
+            lines.append(f"{head} {value!r}")
+    return "\n".join(lines) + "\n"
+
+
+def _escape(text: str, *, help_text: bool = False) -> str:
+    text = text.replace("\\", "\\\\").replace("\n", "\\n")
+    return text if help_text else text.replace('"', '\\"')
