@@ -152,9 +152,11 @@ class _Handlers:
         knobs = self.sb.knobs
         if knobs.agreements_delay_s:
             await asyncio.sleep(knobs.agreements_delay_s)
-        if knobs.agreements_body is not None:
-            return web.Response(body=knobs.agreements_body, content_type="application/json")
         status = 429 if partner in knobs.throttled_partners else knobs.agreements_status
+        if knobs.agreements_body is not None:  # with agreements_status: that status, this body
+            status = status or 200
+            kind = "application/json" if status == 200 else "text/html"
+            return web.Response(status=status, body=knobs.agreements_body, content_type=kind)
         if status is not None:
             response = _error(status, 0, "SandboxFailure: forced by a knob")
             if knobs.agreements_retry_after is not None:

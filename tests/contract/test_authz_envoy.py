@@ -410,3 +410,25 @@ def test_istio_policy_checks_every_call_but_plain_reads() -> None:
     keys = {rule["when"][0]["key"] for rule in rules if "when" in rule}
     assert keys == {f"request.headers[{h}]" for h in
                     ("x-http-method-override", "x-http-method", "x-method-override")}  # fmt: skip
+
+
+async def test_an_upstream_denial_that_is_not_json_reaches_nginx_intact(authz: Authz) -> None:
+    """§1.1 + §4: a lookup denied with an HTML page is relayed for nginx, escaped, not a 500."""
+    authz.upstream.sandbox.knobs.agreements_status = 403
+    authz.upstream.sandbox.knobs.agreements_body = b"<html>denied by a front door</html>\r\n"
+    status, headers, body = await authz.check(
+        "GET",
+        "/_gate",
+        headers={
+            "x-original-uri": orders_path(),
+            "x-original-method": "POST",
+            **auth(),
+        },
+        prefix="",
+    )
+    assert status == 403
+    assert headers["X-Gate-Status"] == "403"
+    assert headers["Content-Type"].startswith("text/html")
+    assert json.loads(headers["X-Gate-Error"]) == "<html>denied by a front door</html>\r\n"
+    assert headers["X-Gate-Decision"] == "blocked"
+    assert body == b"<html>denied by a front door</html>\r\n"
