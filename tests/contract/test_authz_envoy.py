@@ -75,15 +75,10 @@ class Authz:
             return response.status, response.headers, await response.read()
 
     def decisions(self) -> list[dict[str, Any]]:
-        lines = [json.loads(line) for line in self.served.output().splitlines() if line[:1] == "{"]
-        return [line for line in lines if line.get("event") == "decision"]
+        return self.served.decisions()
 
     async def decided(self, count: int) -> list[dict[str, Any]]:
-        """The decision lines once ``count`` are written (the gate logs after answering)."""
-        async with asyncio.timeout(_BOUND_S):
-            while len(found := self.decisions()) < count:  # noqa: ASYNC110 - a file has no event
-                await asyncio.sleep(0.02)
-        return found
+        return await self.served.decided(count)
 
     def lookups(self) -> int:
         return len(self.upstream.sandbox.calls("GET", agreements_path()))
