@@ -73,6 +73,18 @@ class Metrics:
             registry=self.registry,
         )
         self.lookups = {result: lookups.labels(result) for result in LOOKUP_RESULTS}
+        self.stale = Counter(
+            "gate_acceptance_stale_total",
+            "Acceptance checks answered 'accepted' from a confirmed pair past positive_ttl_s "
+            "because its lookup failed (stale-if-error); also counted as lookup errors.",
+            registry=self.registry,
+        )
+        self.throttled = Counter(
+            "gate_acceptance_throttled_total",
+            "Acceptance checks the upstream's throttling answered: a lookup answered 429, or "
+            "one not made while the partner's Retry-After runs; also counted as lookup errors.",
+            registry=self.registry,
+        )
         self.lookup_duration = Histogram(
             "gate_acceptance_lookup_duration_seconds",
             "Time of one acceptance lookup against the upstream.",

@@ -70,6 +70,8 @@ class Knobs:
     agreements_status: int | None = None
     agreements_body: bytes | None = None
     agreements_delay_s: float = 0.0
+    agreements_retry_after: str | None = None  # a Retry-After header on a forced status
+    throttled_partners: frozenset[str] = frozenset()  # their lookups are answered 429
     confirm_status: int | None = None
     already_exists_conflict: bool = False
     subscription_status: int | None = None
@@ -83,6 +85,8 @@ class Sandbox:
     agreements: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
     quantities: dict[tuple[str, str], int] = field(default_factory=dict)
     knobs: Knobs = field(default_factory=Knobs)
+    agreements_in_flight: int = 0  # agreements lookups being answered right now
+    agreements_peak: int = 0  # the most ever answered at once
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def accept(self, partner: str, customer: str) -> None:
@@ -136,16 +140,29 @@ class _Handlers:
     async def list_agreements(
         self, request: web.Request, rec: Received, partner: str, **m: str
     ) -> web.Response:
+        sb = self.sb
+        sb.agreements_in_flight += 1
+        sb.agreements_peak = max(sb.agreements_peak, sb.agreements_in_flight)
+        try:
+            return await self._agreements(partner, m["customer"].lower())
+        finally:
+            sb.agreements_in_flight -= 1
+
+    async def _agreements(self, partner: str, customer: str) -> web.Response:
         knobs = self.sb.knobs
         if knobs.agreements_delay_s:
             await asyncio.sleep(knobs.agreements_delay_s)
+        status = 429 if partner in knobs.throttled_partners else knobs.agreements_status
         if knobs.agreements_body is not None:  # with agreements_status: that status, this body
-            status = knobs.agreements_status or 200
+            status = status or 200
             kind = "application/json" if status == 200 else "text/html"
             return web.Response(status=status, body=knobs.agreements_body, content_type=kind)
-        if knobs.agreements_status is not None:
-            return _error(knobs.agreements_status, 0, "SandboxFailure: forced by a knob")
-        items = self.sb.agreements.get((partner, m["customer"].lower()), [])
+        if status is not None:
+            response = _error(status, 0, "SandboxFailure: forced by a knob")
+            if knobs.agreements_retry_after is not None:
+                response.headers["Retry-After"] = knobs.agreements_retry_after
+            return response
+        items = self.sb.agreements.get((partner, customer), [])
         return web.json_response(
             {"totalCount": len(items), "items": items, "attributes": {"objectType": "Collection"}}
         )

@@ -6,7 +6,10 @@ credentials; concurrent misses for one pair share a single lookup, which
 runs as a task owned by the store so a caller that goes away cannot cancel
 it for the others. Confirmed pairs are trusted for ``positive_ttl_s`` and,
 while lookups fail, for ``stale_if_error_s`` more; a 'not confirmed' answer
-never for longer than ``negative_ttl_s``. Failures are never cached.
+never for longer than ``negative_ttl_s``. Failures are never cached. A lookup
+answered 429 holds back every lookup for that partner until its
+``Retry-After`` has passed (``gate.acceptance.throttle``): meanwhile gated
+calls are answered as lookup errors that say how long is left.
 
 With ``acceptance.shared_url`` set, a ``gate.acceptance.shared.SharedTier``
 sits between the own cache and the upstream (own cache -> Redis -> lookup):
@@ -28,6 +31,7 @@ from typing import Any, NamedTuple
 
 from gate.acceptance.cache import Entry, PairCache
 from gate.acceptance.shared import SharedTier
+from gate.acceptance.throttle import Throttle, retry_after_s
 from gate.config import AcceptanceSettings
 from gate.core import body
 from gate.core.policy import State
@@ -48,11 +52,28 @@ def _key(partner: str, customer: str) -> _Key:
 
 
 class Outcome(NamedTuple):
-    """The answer for one call: the state, where it came from, and a denial to relay."""
+    """The answer for one call: the state, where it came from, and a denial to relay.
+
+    ``cache`` (the decision log's field): ``hit``, ``miss``, ``error``, ``stale``
+    (a confirmed pair past its TTL kept while the lookup failed) or ``throttled``
+    (no lookup: Partner Center throttles the partner for ``retry_after`` more seconds).
+    """
 
     state: State
-    cache: str  # "hit" | "miss" | "error"
+    cache: str
     denied: Fetched | None = None
+    retry_after: float = 0.0
+
+
+# gate_acceptance_lookups_total keeps DESIGN's labels: a stale or throttled answer is an error.
+_RESULT = {
+    "hit": "hit",
+    "shared": "shared",
+    "miss": "miss",
+    "error": "error",
+    "stale": "error",
+    "throttled": "error",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +116,7 @@ class AcceptanceStore:
             wall=wall,
         )
         self._slots = asyncio.Semaphore(settings.max_concurrent_lookups)
+        self._throttle = Throttle(clock=clock)
         self._inflight: dict[_Key, asyncio.Task[_Looked]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         metrics.watch_cache(lambda: len(self._cache))
@@ -116,14 +138,19 @@ class AcceptanceStore:
     ) -> Outcome:
         """Ask the upstream, sharing one lookup among concurrent callers for the pair."""
         key = _key(partner, customer)
-        task = self._inflight.get(key)
-        if task is None:
-            task = self._spawn(self._tiered(key, authorization, correlation), key)
-        looked = await asyncio.shield(task)
-        if looked.outcome.denied is not None and looked.authorization != authorization:
-            looked = await self._lookup(key, authorization, correlation)  # not our denial
-        self._metrics.lookups[looked.outcome.cache].inc()
-        return looked.outcome
+        held = self._throttle.remaining(partner)
+        if held:  # Partner Center throttles this partner: do not ask before Retry-After
+            outcome = self._failed(key, held)
+        else:
+            task = self._inflight.get(key)
+            if task is None:
+                task = self._spawn(self._tiered(key, authorization, correlation), key)
+            looked = await asyncio.shield(task)
+            if looked.outcome.denied is not None and looked.authorization != authorization:
+                looked = await self._lookup(key, authorization, correlation)  # not our denial
+            outcome = looked.outcome
+        self._count(outcome)
+        return outcome
 
     async def read_subscription(self, path: str, authorization: str) -> Any:
         """The current subscription (for a seat change's quantity), or None when unreadable."""
@@ -241,9 +268,13 @@ class AcceptanceStore:
         headers = {"Authorization": authorization, "Accept": "application/json"}
         if correlation:
             headers["MS-CorrelationId"] = correlation
+        partner = key.partition("/")[0]
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self._settings.lookup_timeout_s), self._slots:
+                held = self._throttle.remaining(partner)  # a 429 came while this one queued
+                if held:
+                    return _Looked(self._failed(key, held), authorization)
                 fetched = await fetch(self._pool, target, headers, self._settings.lookup_timeout_s)
         except (GateError, TimeoutError):
             return _Looked(self._failed(key), authorization)
@@ -254,6 +285,8 @@ class AcceptanceStore:
     def _judge(self, key: _Key, fetched: Fetched) -> Outcome:
         if fetched.status in (401, 403):
             return Outcome(State.UNKNOWN, "miss", denied=fetched)
+        if fetched.status == 429:
+            return self._failed(key, self._hold(key, fetched))
         if fetched.status == 404:
             return Outcome(self._store(key, State.NOT_ACCEPTED, "lookup"), "miss")
         if fetched.status != 200:
@@ -267,11 +300,28 @@ class AcceptanceStore:
         state = State.ACCEPTED if listed else State.NOT_ACCEPTED
         return Outcome(self._store(key, state, "lookup"), "miss")
 
-    def _failed(self, key: _Key) -> Outcome:
+    def _hold(self, key: _Key, fetched: Fetched) -> float:
+        """A 429: hold the partner's lookups for its Retry-After (or retry_after_s)."""
+        value = next((v for n, v in fetched.headers if n.lower() == b"retry-after"), None)
+        asked = retry_after_s(value.decode("latin-1") if value else None, self._wall())
+        wait = self._settings.retry_after_s if asked is None else asked
+        return self._throttle.hold(key.partition("/")[0], wait)
+
+    def _failed(self, key: _Key, throttled: float = 0.0) -> Outcome:
         entry = self._cache.get(key)
         if entry is not None and entry.state is State.ACCEPTED:
-            return Outcome(State.ACCEPTED, "error")  # stale-if-error: never withdrawn
+            return Outcome(State.ACCEPTED, "stale")  # stale-if-error: never withdrawn
+        if throttled > 0:
+            return Outcome(State.UNKNOWN, "throttled", retry_after=throttled)
         return Outcome(State.UNKNOWN, "error")
+
+    def _count(self, outcome: Outcome) -> None:
+        metrics = self._metrics
+        metrics.lookups[_RESULT[outcome.cache]].inc()
+        if outcome.cache == "stale":
+            metrics.stale.inc()
+        elif outcome.cache == "throttled":
+            metrics.throttled.inc()
 
     def _store(self, key: _Key, state: State, source: str, age_s: float = 0.0) -> State:
         if state is State.NOT_ACCEPTED and self._cache.fresh(key) is State.ACCEPTED:

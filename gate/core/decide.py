@@ -203,7 +203,8 @@ class Decider:
             )
         trace.verdict, trace.reason = decision.verdict, decision.reason
         if decision.verdict is Verdict.BLOCKED:
-            return answer_error(refusal(runtime, decision, gated.transaction, caller), trace)
+            refused = refusal(runtime, decision, gated.transaction, caller, outcome.retry_after)
+            return answer_error(refused, trace)
         return Forward(target, decision.verdict, pending.raw, trace=trace)
 
     async def _changes_seats(self, target: str, authorization: str, doc: Any) -> bool:

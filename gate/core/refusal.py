@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from gate.core.classify import Transaction
 from gate.core.identity import Caller
 from gate.core.policy import Decision, Reason
@@ -12,11 +14,21 @@ __all__ = ["refusal"]
 
 
 def refusal(
-    runtime: Runtime, decision: Decision, transaction: Transaction, caller: Caller
+    runtime: Runtime,
+    decision: Decision,
+    transaction: Transaction,
+    caller: Caller,
+    retry_after_s: float = 0.0,
 ) -> GateError:
-    """The error that names the customer, the partner, and the call that resolves it."""
+    """The error that names the customer, the partner, and the call that resolves it.
+
+    ``retry_after_s``: how long the upstream's throttling still holds lookups
+    back; the 503's Retry-After is that (rounded up) when it is longer than
+    ``acceptance.retry_after_s``.
+    """
     if decision.reason is Reason.LOOKUP_ERROR:
-        retry_after = str(runtime.settings.acceptance.retry_after_s)
+        configured = runtime.settings.acceptance.retry_after_s
+        retry_after = str(max(configured, math.ceil(retry_after_s), 1))
         return AcceptanceStatusUnavailable(
             "The gate could not confirm the customer's acceptance of the Microsoft Cloud "
             "Agreement right now, and policy holds gated calls until it can. Retry later.",

@@ -97,10 +97,10 @@ async def test_lookup_uses_the_callers_credentials_and_mca_query(gate: Gate) -> 
 
 # -- lookup errors -----------------------------------------------------------------------
 
+# A 429 is a lookup error too, but it also holds the partner's lookups back: test_throttling.py.
 LOOKUP_ERRORS = [
     pytest.param({"agreements_status": 500}, {}, id="500"),
     pytest.param({"agreements_status": 502}, {}, id="502"),
-    pytest.param({"agreements_status": 429}, {}, id="429"),
     pytest.param({"agreements_body": b"not json"}, {}, id="bad-json"),
     pytest.param({"agreements_body": b'{"items": "none"}'}, {}, id="wrong-shape"),
     pytest.param({"agreements_delay_s": 1.0}, {"lookup_timeout_s": 0.1}, id="timeout"),
@@ -140,7 +140,10 @@ async def test_lookup_error_then_recovery_sees_the_fresh_answer(gate: Gate) -> N
     assert (await _order(gate)).status == 201
 
 
-@pytest.mark.parametrize(("knobs", "acceptance"), LOOKUP_ERRORS[:4])
+@pytest.mark.parametrize(
+    ("knobs", "acceptance"),
+    [*LOOKUP_ERRORS[:3], pytest.param({"agreements_status": 429}, {}, id="429")],
+)
 async def test_lookup_error_fails_open_when_configured(
     start_gate: StartGate, knobs: dict[str, Any], acceptance: dict[str, Any]
 ) -> None:
@@ -185,6 +188,10 @@ async def test_confirmed_pair_stays_confirmed_while_lookups_fail(start_gate: Sta
     assert response.status == 201
     assert response.headers["X-Gate-Decision"] == "allowed"
     assert _lookups(gate) == 2  # the entry had expired, so the gate did ask
+    assert [line["cache"] for line in decisions(gate.logs)] == ["miss", "stale"]
+    text = await gate.metrics()
+    assert metric(text, "gate_acceptance_stale_total") == 1
+    assert metric(text, "gate_acceptance_lookups_total", result="error") == 1  # it did fail
 
 
 async def test_stale_confirmation_is_not_kept_without_stale_if_error(
