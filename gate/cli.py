@@ -26,7 +26,8 @@ from gate.app import create_admin_app, create_app, start_authz, start_proxy
 from gate.config import ConfigError, Settings, load, parse_listen
 from gate.configdiff import DEFAULTS, changes, defaults
 from gate.explain import explain
-from gate.keys import LOGGER, STATE
+from gate.http import tls
+from gate.keys import LOGGER, STATE, TLS
 from gate.logs import redact_library_logs
 from gate.replay.run import replay
 from gate.runtime import compile_settings
@@ -107,10 +108,11 @@ async def _serve(settings: Settings, config_path: str | None, *, with_admin: boo
     await admin_runner.setup()
     host, port = parse_listen(settings.server.listen)
     admin_host, admin_port = parse_listen(settings.admin.listen)
-    admin_site = web.TCPSite(admin_runner, admin_host, admin_port)
     doors = []
     authz_bound = None
     try:
+        admin_tls = app[TLS].context("admin", settings.admin) if with_admin else None
+        admin_site = web.TCPSite(admin_runner, admin_host, admin_port, ssl_context=admin_tls)
         door, bound = await start_proxy(app, host, port, reuse_port=settings.server.workers > 1)
         doors.append(door)
         if settings.authz.listen:
@@ -121,8 +123,10 @@ async def _serve(settings: Settings, config_path: str | None, *, with_admin: boo
             doors.append(authz)
         if with_admin:
             await admin_site.start()
-    except OSError as error:
-        print(f"gate: cannot listen: {error}", file=sys.stderr)
+    except (OSError, ConfigError) as error:
+        problems = error.problems if isinstance(error, ConfigError) else [f"cannot listen: {error}"]
+        for problem in problems:
+            print(f"gate: {problem}", file=sys.stderr)
         for opened in doors:
             await opened.drain(0)
         await admin_runner.cleanup()
@@ -169,9 +173,17 @@ def _loopback(host: str) -> bool:
         return host == "localhost"
 
 
+def _tls_problems(settings: Settings, path: str | None) -> bool:
+    """Print what keeps the TLS files from serving (missing, mismatched, expired)."""
+    problems = tls.check(settings)
+    for problem in problems:
+        print(f"{path or '(defaults)'}: {problem}", file=sys.stderr)
+    return bool(problems)
+
+
 def _check_config(path: str, against: str | None) -> int:
     settings = _load(path)
-    if settings is None:
+    if settings is None or _tls_problems(settings, path):
         return 1
     old = _load(against) if against else defaults()
     if old is None:
@@ -252,7 +264,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "serve":
         settings = _load(args.config)
-        return 2 if settings is None else _serve_workers(settings, args.config)
+        if settings is None or _tls_problems(settings, args.config):
+            return 2
+        return _serve_workers(settings, args.config)
     if args.command == "check-config":
         return _check_config(args.file, args.against)
     if args.command == "explain":

@@ -43,6 +43,11 @@ class Metrics:
             registry=self.registry,
         )  # fmt: skip
         self.reloads = {result: reloads.labels(result) for result in ("ok", "error")}
+        self.tls_expiry = Gauge(
+            "gate_tls_certificate_expiry_timestamp_seconds",
+            "notAfter of the certificate a TLS listener serves (new connections), Unix time.",
+            ["listener"], registry=self.registry,
+        )  # fmt: skip
         build = Gauge(
             "gate_build_info", "Always 1; labels carry the gate and Python versions.",
             ["version", "python"], registry=self.registry,
