@@ -1,19 +1,20 @@
 """The admin listener: /metrics, /healthz, /readyz, /admin/acceptance/..., /admin/reload.
 
-It runs on its own listener (loopback by default), so the proxy app keeps
-zero middlewares; here a token middleware guards ``/admin/*`` when a token
-is configured.
+It runs on its own listener (loopback by default) and operates an
+``Operated``: this process's gate, or, with ``server.workers > 1``, the
+whole fleet of workers through their control channels (``gate.workers``),
+so an operator always sees one gate. A token middleware guards ``/admin/*``
+when a token is configured.
 """
 
 from __future__ import annotations
 
 import hmac
 import json
-import os
-import signal
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, Protocol
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
@@ -23,9 +24,76 @@ from gate.config import ConfigError, Settings, load
 from gate.keys import CONFIG_PATH, LOGGER, METRICS, RUNTIME, STATE, STORE, TLS
 from gate.runtime import Runtime, compile_settings
 
-__all__ = ["PROXY", "add_routes", "reload", "token_guard"]
+__all__ = [
+    "OPERATED",
+    "LocalGate",
+    "Operated",
+    "add_routes",
+    "check_restart_free",
+    "reload",
+    "token_guard",
+]
 
-PROXY = web.AppKey("proxy", web.Application)
+
+class Operated(Protocol):
+    """What the admin listener operates: one process (``LocalGate``) or a fleet of workers."""
+
+    def token(self) -> str: ...
+
+    def readiness(self) -> str:
+        """ "ready", "starting" or "draining"."""
+        ...
+
+    async def metrics_text(self) -> bytes: ...
+
+    async def inspect(self, partner: str, customer: str) -> dict[str, Any] | None: ...
+
+    async def drop(self, partner: str, customer: str) -> bool: ...
+
+    async def reload(self) -> list[str]:
+        """Apply the config file everywhere; the problems that refused it (empty: applied)."""
+        ...
+
+
+OPERATED = web.AppKey("operated", Operated)
+
+
+class LocalGate:
+    """The gate of this process, as the admin listener (or a worker's control channel) sees it."""
+
+    def __init__(self, proxy: web.Application) -> None:
+        self._proxy = proxy
+
+    def token(self) -> str:
+        return self._proxy[RUNTIME].current.settings.admin.token
+
+    def readiness(self) -> str:
+        state = self._proxy[STATE]
+        if state.draining:
+            return "draining"
+        return "ready" if state.listening else "starting"
+
+    async def metrics_text(self) -> bytes:
+        return generate_latest(self._proxy[METRICS].registry)
+
+    async def inspect(self, partner: str, customer: str) -> dict[str, Any] | None:
+        entry = self._proxy[STORE].inspect(partner, customer)
+        if entry is None:
+            return None
+        return {
+            "partner": partner,
+            "customer": customer,
+            "status": entry.state.value,
+            "source": entry.source,
+            "cached_at": _rfc3339(entry.cached_at),
+            "expires_at": _rfc3339(entry.cached_at + entry.ttl),
+        }
+
+    async def drop(self, partner: str, customer: str) -> bool:
+        return self._proxy[STORE].drop(partner, customer)
+
+    async def reload(self) -> list[str]:
+        return reload(self._proxy)
 
 
 def token_guard() -> Middleware:
@@ -33,7 +101,7 @@ def token_guard() -> Middleware:
 
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-        token = request.app[PROXY][RUNTIME].current.settings.admin.token
+        token = request.app[OPERATED].token()
         if token and request.path.startswith("/admin/"):
             scheme, _, given = request.headers.get("Authorization", "").partition(" ")
             valid = scheme.lower() == "bearer" and hmac.compare_digest(
@@ -57,7 +125,7 @@ def _rfc3339(epoch: float) -> str:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[PROXY][METRICS].registry)
+    body = await request.app[OPERATED].metrics_text()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
@@ -66,10 +134,8 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    state = request.app[PROXY][STATE]
-    if state.listening and not state.draining:
-        return _json({"status": "ready"})
-    return _json({"status": "draining" if state.draining else "starting"}, status=503)
+    readiness = request.app[OPERATED].readiness()
+    return _json({"status": readiness}, status=200 if readiness == "ready" else 503)
 
 
 def _pair(request: web.Request) -> tuple[str, str]:
@@ -78,24 +144,15 @@ def _pair(request: web.Request) -> tuple[str, str]:
 
 async def inspect_acceptance(request: web.Request) -> web.Response:
     partner, customer = _pair(request)
-    entry = request.app[PROXY][STORE].inspect(partner, customer)
-    if entry is None:
+    found = await request.app[OPERATED].inspect(partner, customer)
+    if found is None:
         return _json({"partner": partner, "customer": customer, "error": "not cached"}, 404)
-    return _json(
-        {
-            "partner": partner,
-            "customer": customer,
-            "status": entry.state.value,
-            "source": entry.source,
-            "cached_at": _rfc3339(entry.cached_at),
-            "expires_at": _rfc3339(entry.cached_at + entry.ttl),
-        }
-    )
+    return _json(found)
 
 
 async def drop_acceptance(request: web.Request) -> web.Response:
     partner, customer = _pair(request)
-    if request.app[PROXY][STORE].drop(partner, customer):
+    if await request.app[OPERATED].drop(partner, customer):
         return web.Response(status=204)
     return _json({"partner": partner, "customer": customer, "error": "not cached"}, 404)
 
@@ -111,7 +168,7 @@ _LIVE_KEYS |= {
 }
 
 
-def _check_restart_free(old: Settings, new: Settings) -> None:
+def check_restart_free(old: Settings, new: Settings) -> None:
     """Refuse what a reload cannot apply: listeners, the upstream pool, the cache, the logger.
 
     Policy, rules and identity (and the keys in ``_LIVE_KEYS``) are read from
@@ -133,17 +190,8 @@ def _candidate(app: web.Application) -> tuple[Runtime, Callable[[], None]]:
     what puts them in use); ConfigError when refused."""
     path = app[CONFIG_PATH]
     runtime = compile_settings(load(Path(path) if path else None))
-    _check_restart_free(app[RUNTIME].current.settings, runtime.settings)
+    check_restart_free(app[RUNTIME].current.settings, runtime.settings)
     return runtime, app[TLS].prepare(runtime.settings)
-
-
-def _problems(app: web.Application) -> list[str]:
-    """What would refuse a reload of the config file now, without applying it."""
-    try:
-        _candidate(app)
-    except ConfigError as error:
-        return error.problems
-    return []
 
 
 def reload(app: web.Application) -> list[str]:
@@ -166,25 +214,14 @@ def reload(app: web.Application) -> list[str]:
 
 
 async def reload_config(request: web.Request) -> web.Response:
-    proxy = request.app[PROXY]
-    parent = proxy[STATE].parent_pid
-    if parent is not None:  # a forked worker: check here, then the parent tells them all
-        problems = _problems(proxy)
-        if problems:
-            return _json({"status": "refused", "problems": problems}, status=400)
-        if os.getppid() != parent:
-            return _json({"status": "refused", "problems": ["the parent process is gone"]}, 409)
-        os.kill(parent, signal.SIGHUP)
-        workers = proxy[RUNTIME].current.settings.server.workers
-        return _json({"status": "signalled", "workers": workers}, status=202)
-    problems = reload(proxy)
+    problems = await request.app[OPERATED].reload()
     if problems:
         return _json({"status": "refused", "problems": problems}, status=400)
     return _json({"status": "reloaded"})
 
 
-def add_routes(app: web.Application, proxy: web.Application) -> None:
-    app[PROXY] = proxy
+def add_routes(app: web.Application, operated: Operated) -> None:
+    app[OPERATED] = operated
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

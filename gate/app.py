@@ -148,5 +148,5 @@ def _acceptance_store(
 def create_admin_app(settings: Settings, proxy: web.Application) -> web.Application:
     """The operator's listener: metrics, health, and (with a token) the admin calls."""
     app = web.Application(middlewares=[admin.token_guard()])
-    admin.add_routes(app, proxy)
+    admin.add_routes(app, admin.LocalGate(proxy))
     return app

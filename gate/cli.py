@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import gc
 import ipaddress
 import os
 import signal
+import socket
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
@@ -21,16 +21,18 @@ from typing import Any
 from aiohttp import web
 
 from gate import __version__
-from gate.admin import reload
+from gate.admin import LocalGate, reload
 from gate.app import create_admin_app, create_app, start_authz, start_proxy
 from gate.config import ConfigError, Settings, load, parse_listen
 from gate.configdiff import DEFAULTS, changes, defaults
+from gate.control import Channel
 from gate.explain import explain
 from gate.http import tls
-from gate.keys import LOGGER, STATE, TLS
-from gate.logs import redact_library_logs
+from gate.keys import LOGGER, STATE, STORE, TLS
+from gate.logs import make_logger, redact_library_logs
 from gate.replay.run import replay
 from gate.runtime import compile_settings
+from gate.workers import Fleet
 
 __all__ = ["main"]
 
@@ -59,47 +61,25 @@ def _load(path: str | None) -> Settings | None:
 
 
 def _serve_workers(settings: Settings, config_path: str | None) -> int:
-    """One process per worker on one SO_REUSEPORT port; the first also runs the admin listener.
-
-    The parent only relays SIGTERM/SIGINT/SIGHUP to the workers and waits for them.
-    """
-    workers = settings.server.workers
-    if workers == 1:
+    """One process, or a supervising parent over ``server.workers`` worker processes."""
+    if settings.server.workers == 1:
         return _run(_serve(settings, config_path))
-    children: list[int] = []
-    for index in range(workers):
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - runs in the child, reported through its exit code
-            os._exit(_run(_serve(settings, config_path, with_admin=index == 0)))
-        children.append(pid)
-
-    def relay(signum: int, _frame: object) -> None:
-        for child in children:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(child, signum)
-
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(signum, relay)
-    worst = 0
-    running = set(children)
-    while running:
-        pid, status = os.wait()
-        running.discard(pid)
-        code = os.waitstatus_to_exitcode(status)
-        code = 128 - code if code < 0 else code  # killed by a signal: 128 + its number
-        if code != 0 and worst == 0 and running:
-            # One worker died: stop the rest and exit non-zero, so the supervisor
-            # restarts the whole gate instead of leaving it half-served.
-            relay(signal.SIGTERM, None)
-        worst = max(worst, code)
-    return worst
+    return _run(_supervise(settings, config_path))
 
 
-async def _serve(settings: Settings, config_path: str | None, *, with_admin: bool = True) -> int:
+async def _supervise(settings: Settings, config_path: str | None) -> int:
+    logger = make_logger(settings.log.level, settings.log.format, sys.stdout)
+    redact_library_logs(logger)
+    return await Fleet(settings, config_path, logger).run()
+
+
+async def _serve(
+    settings: Settings, config_path: str | None, *, control_fd: int | None = None
+) -> int:
+    """One gate process; with ``control_fd``, a worker under ``gate.workers.Fleet``."""
+    with_admin = control_fd is None
     app = create_app(settings, config_path=config_path)
     redact_library_logs(app[LOGGER])
-    if settings.server.workers > 1:
-        app[STATE].parent_pid = os.getppid()
     admin = create_admin_app(settings, app)
     grace = settings.server.shutdown_grace_s
     state_runner = web.AppRunner(app, handle_signals=False)  # the pool and the store
@@ -156,14 +136,45 @@ async def _serve(settings: Settings, config_path: str | None, *, with_admin: boo
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: reload(app) and None)
+    channel = await _report_to_parent(app, control_fd, stop) if control_fd is not None else None
     await stop.wait()
     app[STATE].draining = True
     logger.info("draining", grace_s=grace)
     await asyncio.gather(*(opened.drain(grace) for opened in doors))
+    if channel is not None:
+        await channel.close()
     await admin_runner.cleanup()
     await state_runner.cleanup()
     logger.info("stopped")
     return 0
+
+
+async def _report_to_parent(app: web.Application, fd: int, stop: asyncio.Event) -> Channel:
+    """A worker's end of the control channel: the parent asks, and hears of confirmations."""
+    local, store = LocalGate(app), app[STORE]
+
+    async def handle(message: dict[str, Any]) -> Any:
+        op = message["op"]
+        if op == "metrics":
+            return (await local.metrics_text()).decode()
+        if op == "inspect":
+            return await local.inspect(message["partner"], message["customer"])
+        if op == "drop":
+            return await local.drop(message["partner"], message["customer"])
+        if op == "record":
+            store.record(message["partner"], message["customer"], told=True)
+            return None
+        if op == "reload":
+            return await local.reload()
+        raise ValueError(f"unknown control request {op!r}")
+
+    channel = await Channel.open(socket.socket(fileno=fd), handle)
+    store.on_record = lambda partner, customer: channel.tell(
+        "recorded", partner=partner, customer=customer
+    )
+    channel.closed.add_done_callback(lambda _: stop.set())  # the parent is gone: stop too
+    channel.tell("ready", pid=os.getpid())
+    return channel
 
 
 def _loopback(host: str) -> bool:
@@ -238,6 +249,8 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve = commands.add_parser("serve", help="run the proxy and the admin listener")
     serve.add_argument("--config", metavar="FILE", help="TOML config (default: built-ins)")
+    serve.add_argument("--worker", type=int, help=argparse.SUPPRESS)  # started by the parent
+    serve.add_argument("--control-fd", type=int, help=argparse.SUPPRESS)
     check = commands.add_parser(
         "check-config", help="validate a config file and show what it changes"
     )
@@ -266,6 +279,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = _load(args.config)
         if settings is None or _tls_problems(settings, args.config):
             return 2
+        if args.control_fd is not None:
+            return _run(_serve(settings, args.config, control_fd=args.control_fd))
         return _serve_workers(settings, args.config)
     if args.command == "check-config":
         return _check_config(args.file, args.against)

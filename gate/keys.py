@@ -34,7 +34,6 @@ class Lifecycle:
 
     listening: bool = False
     draining: bool = False
-    parent_pid: int | None = None  # a forked worker's parent, which relays reloads
 
 
 RUNTIME = web.AppKey("runtime", RuntimeHolder)

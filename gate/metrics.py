@@ -11,16 +11,31 @@ import platform
 from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.parser import text_string_to_metric_families
 
 from gate.core.policy import Verdict
 
-__all__ = ["TRANSACTIONS", "UPSTREAM_ERROR_REASONS", "Metrics"]
+__all__ = ["TRANSACTIONS", "UPSTREAM_ERROR_REASONS", "Metrics", "merge", "tls_expiry"]
 
 TRANSACTIONS = ("new_purchase", "seat_change", "confirmation")
 LOOKUP_RESULTS = ("hit", "miss", "error")
 UPSTREAM_ERROR_REASONS = ("unavailable", "timeout", "aborted")
 _FAST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _UPSTREAM_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0)
+
+
+_EARLIEST = frozenset({"gate_tls_certificate_expiry_timestamp_seconds"})
+"""Merged across processes by their minimum: the certificate that lapses first is the one to
+alert on (a worker that missed a reload still serves the old one)."""
+
+
+def tls_expiry(registry: CollectorRegistry) -> Gauge:
+    """notAfter of each TLS listener's certificate (the parent of workers has the admin one)."""
+    return Gauge(
+        "gate_tls_certificate_expiry_timestamp_seconds",
+        "notAfter of the certificate a TLS listener serves (new connections), Unix time.",
+        ["listener"], registry=registry,
+    )  # fmt: skip
 
 
 class Metrics:
@@ -31,9 +46,11 @@ class Metrics:
         self._decisions_and_lookups()
         self._upstream()
         self.cache_entries = Gauge(
-            "gate_acceptance_cache_entries", "Entries in the acceptance cache.",
+            "gate_acceptance_cache_entries",
+            "Pairs held in the process's own acceptance cache (with workers: summed over them, "
+            "so a pair cached by two workers counts twice).",
             registry=self.registry,
-        )  # fmt: skip
+        )
         self.in_flight = 0  # a plain int on the hot path; the gauge reads it at scrape time
         Gauge(
             "gate_requests_in_flight", "Proxy requests being handled.", registry=self.registry
@@ -43,11 +60,7 @@ class Metrics:
             registry=self.registry,
         )  # fmt: skip
         self.reloads = {result: reloads.labels(result) for result in ("ok", "error")}
-        self.tls_expiry = Gauge(
-            "gate_tls_certificate_expiry_timestamp_seconds",
-            "notAfter of the certificate a TLS listener serves (new connections), Unix time.",
-            ["listener"], registry=self.registry,
-        )  # fmt: skip
+        self.tls_expiry = tls_expiry(self.registry)
         build = Gauge(
             "gate_build_info", "Always 1; labels carry the gate and Python versions.",
             ["version", "python"], registry=self.registry,
@@ -98,3 +111,45 @@ class Metrics:
     def watch_cache(self, size: Callable[[], int]) -> None:
         """Read the cache size at scrape time instead of on every change."""
         self.cache_entries.set_function(lambda: float(size()))
+
+
+def merge(texts: list[str]) -> str:
+    """Several processes' /metrics text as one gate's: samples summed across processes.
+
+    Right for counters, histograms and the gauges the gate exports (requests in
+    flight, cached pairs); ``gate_build_info`` stays 1, and the optional
+    ``_created`` stamps are left out.
+    """
+    kinds: dict[str, tuple[str, str]] = {}
+    values: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]] = {}
+    for text in texts:
+        for family in text_string_to_metric_families(text):
+            kinds.setdefault(family.name, (family.type, family.documentation))
+            samples = values.setdefault(family.name, {})
+            for sample in family.samples:
+                if sample.name.endswith("_created"):
+                    continue
+                key = (sample.name, tuple(sorted(sample.labels.items())))
+                if key not in samples:
+                    samples[key] = sample.value
+                elif family.name == "gate_build_info":
+                    samples[key] = max(samples[key], sample.value)
+                elif family.name in _EARLIEST:
+                    samples[key] = min(samples[key], sample.value)
+                else:
+                    samples[key] += sample.value
+    lines: list[str] = []
+    for family_name, (kind, documentation) in kinds.items():
+        name = f"{family_name}_total" if kind == "counter" else family_name  # as generated
+        lines.append(f"# HELP {name} {_escape(documentation, help_text=True)}")
+        lines.append(f"# TYPE {name} {kind}")
+        for (sample_name, labels), value in values[family_name].items():
+            rendered = ",".join(f'{key}="{_escape(text)}"' for key, text in labels)
+            head = f"{sample_name}{{{rendered}}}" if labels else sample_name
+            lines.append(f"{head} {value!r}")
+    return "\n".join(lines) + "\n"
+
+
+def _escape(text: str, *, help_text: bool = False) -> str:
+    text = text.replace("\\", "\\\\").replace("\n", "\\n")
+    return text if help_text else text.replace('"', '\\"')

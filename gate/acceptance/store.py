@@ -89,6 +89,7 @@ class AcceptanceStore:
         self._inflight: dict[_Key, asyncio.Task[_Looked]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         metrics.watch_cache(lambda: len(self._cache))
+        self.on_record: Callable[[str, str], None] | None = None  # workers: tell the others
         self._hits = metrics.lookups["hit"]
 
     # -- the hot path -------------------------------------------------------
@@ -124,9 +125,14 @@ class AcceptanceStore:
         except GateError:
             return None
 
-    def record(self, partner: str, customer: str) -> None:
-        """A confirmation went through: the pair is accepted from now on."""
+    def record(self, partner: str, customer: str, *, told: bool = False) -> None:
+        """A confirmation went through: the pair is accepted from now on.
+
+        ``told``: another worker recorded it and told us, so it is not told on again.
+        """
         self._store(_key(partner, customer), State.ACCEPTED, "confirmation")
+        if not told and self.on_record is not None:
+            self.on_record(partner, customer)
 
     # -- operators ----------------------------------------------------------
 

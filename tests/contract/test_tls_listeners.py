@@ -398,3 +398,35 @@ async def test_serve_and_check_config_name_the_key_and_the_reason(
     assert code == 1
     assert "server: tls_cert_file and tls_key_file go together" in err
     assert "tls_key_file is empty" in err
+
+
+async def test_workers_serve_and_rotate_tls_as_one_gate(
+    serve_tls: ServeTls, authority: Authority, tmp_path: Path
+) -> None:
+    """§5 workers: every worker serves the proxy pair and the parent the admin pair; a reload
+    rotates both; /metrics shows each expiry once (the earliest over workers, never a sum)."""
+    proxy_pair, admin_pair = authority.issue(days=10), authority.issue(days=11)
+    proxy_new, admin_new = authority.issue(days=20), authority.issue(days=21)
+    proxy_live = Pair(tmp_path / "proxy.crt", tmp_path / "proxy.key", proxy_pair.leaf)
+    admin_live = Pair(tmp_path / "admin.crt", tmp_path / "admin.key", admin_pair.leaf)
+    proxy_live.write_over(proxy_pair)
+    admin_live.write_over(admin_pair)
+    context = authority.client_context()
+    served = await serve_tls(
+        server="workers = 2\n" + proxy_live.toml(), admin=admin_live.toml(), admin_ssl=context
+    )
+    _, text = await _admin(served, "GET", "/metrics", context)
+    assert metric(text, _EXPIRY, listener="proxy") == proxy_pair.not_after
+    assert metric(text, _EXPIRY, listener="admin") == admin_pair.not_after
+    proxy_live.write_over(proxy_new)
+    admin_live.write_over(admin_new)
+    status, body = await _admin(served, "POST", "/admin/reload", context)
+    assert (status, json.loads(body)) == (200, {"status": "reloaded"})
+    _, text = await _admin(served, "GET", "/metrics", context)
+    assert metric(text, _EXPIRY, listener="proxy") == proxy_new.not_after
+    assert metric(text, _EXPIRY, listener="admin") == admin_new.not_after
+    serials = set()
+    for _ in range(8):  # SO_REUSEPORT spreads new connections over the workers
+        async with _tls(_port(served.proxy_url), context) as conn:
+            serials.add(peer_serial(_ssl_object(conn)))
+    assert serials == {proxy_new.serial}
