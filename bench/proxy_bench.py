@@ -1,184 +1,517 @@
-"""Throughput and CPU per request of the gate against a minimal aiohttp proxy and nginx.
+"""The gate against a direct upstream, nginx and a minimal aiohttp proxy, on one core.
 
-Runs nginx as a fast upstream (it answers agreements with an MCA, so gated
-calls are cache hits after the first), then drives each proxy with wrk and
-reads the proxy process's own CPU time from /proc. Prints a table; asserts
-nothing. Needs wrk and nginx (``apt-get install wrk nginx-light``).
+One run starts an nginx upstream that answers from memory (agreements list an
+MCA for any customer), nginx as a reverse proxy, the minimal aiohttp proxy
+(``bench/minimal_proxy.py``) and ``gate serve``, then drives each with wrk
+over four workloads: pass-through reads, gated orders with a warm cache, a
+90/10 read/order mix and gated orders with a cold cache (a new customer per
+call). Each repetition visits every target in turn (round-robin); the table
+shows medians. Per cell: req/s with 64 connections, the proxy's CPU per call
+(utime+stime of its process tree over requests done), p50/p99/p99.9 at a
+fixed 1000 req/s, and the peak RSS during the runs. On 2+ cores the proxy
+runs alone on one core; wrk and the upstream share another.
 
-    .venv/bin/python bench/proxy_bench.py [--seconds 10] [--connections 32]
+    bench/run                     # the whole thing (~20 min), figures in bench/results/
+    bench/run --quick             # smoke run: 2 s per run, 1 repetition
+    bench/run --only gate/orders --only nginx/orders
+
+It checks the project's targets and prints PASS/MISS; it exits non-zero only
+when the harness itself fails (a server that will not start, wrk missing...).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fnmatch
+import json
 import os
-import re
+import random
 import shutil
 import signal
-import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
+from types import FrameType
+
+import report
+from servers import (
+    NGINX_PROXY_CONF,
+    NGINX_UPSTREAM_CONF,
+    CoreClock,
+    Server,
+    free_port,
+    tree_cpu_seconds,
+    tree_peak_rss,
+    wait_ready,
+)
 
 HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+# An unsigned JWT whose payload is {"tid": "11111111-aaaa-4aaa-8aaa-111111111111"}.
 TOKEN = "eyJhbGciOiAibm9uZSJ9.eyJ0aWQiOiAiMTExMTExMTEtYWFhYS00YWFhLThhYWEtMTExMTExMTExMTExIn0.sig"
-NGINX_CONF = """
-worker_processes 1;
-daemon off;
-pid {tmp}/nginx.pid;
-error_log {tmp}/error.log;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    client_body_temp_path {tmp}/body;
-    proxy_temp_path {tmp}/proxy;
-    fastcgi_temp_path {tmp}/fcgi;
-    uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
-    upstream backend {{ server 127.0.0.1:{upstream_port}; keepalive 64; }}
-    server {{
-        listen 127.0.0.1:{upstream_port};
-        default_type application/json;
-        location ~ /agreements$ {{
-            return 200 '{{"totalCount":1,"items":[{{"type":"MicrosoftCloudAgreement"}}]}}';
-        }}
-        location / {{ return 200 '{{"id":"sub-1","quantity":10,"status":"active"}}'; }}
-    }}
-    server {{
-        listen 127.0.0.1:{proxy_port};
-        location / {{
-            proxy_pass http://backend;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-        }}
-    }}
-}}
-"""
-POST_LUA = """
-wrk.method = "POST"
-wrk.body = '{"lineItems":[{"lineItemNumber":0,"offerId":"X","quantity":1}]}'
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer %s"
-"""
+BODY = '{"lineItems":[{"lineItemNumber":0,"offerId":"X","quantity":1}]}'
+CUSTOMER = "c0ffee00-1234-4321-abcd-0123456789ab"
+READ_PATH = f"/v1/customers/{CUSTOMER}/subscriptions"
+ORDER_PATH = f"/v1/customers/{CUSTOMER}/orders"
+
+TARGETS = ("direct", "nginx", "minimal", "gate")
+WORKLOADS = ("reads", "orders", "mix", "cold")
+WORKER_TARGETS = ("gate-1w", "gate-2w")  # reads only, the gate unpinned on every core
+CONNECTIONS = 64  # throughput runs
+PACED_CONNECTIONS = 10  # fixed-rate runs: a stall up to 10 ms long keeps the schedule
+PACED_RATE = 1000  # req/s
+ERROR_SHARE = 0.01  # a run with more errors than this is left out of the medians
+MAX_RESTARTS = 30  # servers something outside stopped, restarted before the run gives up
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+@dataclass
+class Sample:
+    """One wrk run against one target."""
+
+    requests: int
+    seconds: float
+    errors: int
+    cpu_us: float  # the proxy's CPU per completed call
+    sys_share: float  # of that CPU, the share spent in the kernel (stime)
+    peak_rss: int  # bytes, over the proxy's process tree; -1 when unknown
+    busy: dict[int, float]  # share of each CPU busy during the run
+    p50_ms: float = 0.0
+    p99_ms: float = 0.0
+    p999_ms: float = 0.0
+    late: int = 0  # paced runs: sends later than 1 ms after their slot
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
 
 
-def _stat(pid: int) -> list[str]:
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+@dataclass
+class Results:
+    """Every sample of a run, keyed ``target/workload/kind`` (kind: rps | paced)."""
+
+    meta: dict[str, object]
+    samples: dict[str, list[Sample]] = field(default_factory=dict)
+
+    def add(self, target: str, workload: str, kind: str, sample: Sample) -> None:
+        self.samples.setdefault(f"{target}/{workload}/{kind}", []).append(sample)
+
+    def get(self, target: str, workload: str, kind: str) -> list[Sample]:
+        return self.samples.get(f"{target}/{workload}/{kind}", [])
+
+    def clean(self, target: str, workload: str, kind: str) -> list[Sample]:
+        """The samples with at most ERROR_SHARE errors (a proxy stopped mid-run leaves more)."""
+        samples = self.get(target, workload, kind)
+        return [s for s in samples if s.errors <= s.requests * ERROR_SHARE]
+
+    def median(self, target: str, workload: str, kind: str, what: str) -> float | None:
+        values = [getattr(s, what) for s in self.clean(target, workload, kind)]
+        return statistics.median(values) if values else None
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU of a process and its direct children (nginx's worker is a child)."""
-    pids = [pid]
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if int(_stat(int(entry.name))[1]) == pid:
-                    pids.append(int(entry.name))
-            except (OSError, IndexError):
-                continue
-    ticks = 0
-    for one in pids:
-        fields = _stat(one)
-        ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
+class Bench:
+    """The servers of one run and how wrk drives them."""
 
+    def __init__(self, args: argparse.Namespace, tmp: Path) -> None:
+        self.args = args
+        self.tmp = tmp
+        self.servers: dict[str, Server] = {}
+        self.started: list[Server] = []  # everything ever started, stopped at the end
+        self.restarters: dict[str, Callable[[], Server]] = {}
+        self.restarts: list[str] = []
+        self.cpus = cpus = sorted(os.sched_getaffinity(0))
+        self.pinned = len(cpus) >= 2 and not args.no_pin
+        self.load_cpus = str(cpus[0]) if self.pinned else None
+        self.proxy_cpus = str(cpus[1]) if self.pinned else None
+        self.all_cpus = ",".join(map(str, cpus))
+        self.clock = CoreClock()
+        self.scripts: dict[tuple[str, bool], Path] = {}
 
-def wait_ready(url: str) -> None:
-    for _ in range(200):
-        try:
-            urllib.request.urlopen(url, timeout=1).read()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"not ready: {url}")
+    # -- servers -----------------------------------------------------------
 
+    def start(self, targets: set[str]) -> None:
+        up = self._nginx("upstream", NGINX_UPSTREAM_CONF, self.load_cpus)
+        self.servers["direct"] = up
+        upstream = up.url("")
+        if "nginx" in targets:
+            self.servers["nginx"] = self._nginx(
+                "proxy", NGINX_PROXY_CONF, self.proxy_cpus, upstream_port=up.port
+            )
+        if "minimal" in targets:
+            port = free_port()
+            argv = [sys.executable, str(HERE / "minimal_proxy.py"), str(port), upstream]
+            self.servers["minimal"] = self._start("minimal", argv, self.proxy_cpus, port)
+        for name, workers, cpus in (
+            ("gate", 1, self.proxy_cpus),
+            ("gate-1w", 1, self.all_cpus),
+            ("gate-2w", 2, self.all_cpus),
+        ):
+            if name in targets:
+                self.restarters[name] = partial(self._gate, name, workers, cpus, upstream)
+                self.servers[name] = self.restarters[name]()
 
-def wrk(url: str, seconds: int, connections: int, script: Path | None) -> float:
-    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", url]
-    if script:
-        cmd[1:1] = ["-s", str(script)]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    if "Non-2xx" in out:
-        raise SystemExit(f"non-2xx answers from {url}:\n{out}")
-    return float(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    def _start(
+        self, name: str, argv: list[str], cpus: str | None, port: int, **kw: object
+    ) -> Server:
+        server = Server.start(name, argv, cpus=cpus, log=self.tmp / f"{name}.log", port=port, **kw)
+        self.started.append(server)
+        wait_ready(server.url(READ_PATH), server.proc, name)
+        return server
 
-
-def measure(name: str, pid: int, url: str, args: argparse.Namespace, script: Path | None) -> None:
-    wrk(url, 1, args.connections, script)  # warm up pools and caches
-    before = cpu_seconds(pid)
-    requests = wrk(url, args.seconds, args.connections, script)
-    used = cpu_seconds(pid) - before
-    print(
-        f"{name:<34} {requests / args.seconds:>9.0f} req/s {used * 1e6 / requests:>8.1f} µs CPU/req"
-    )
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--connections", type=int, default=32)
-    args = parser.parse_args()
-    if not shutil.which("wrk") or not shutil.which("nginx"):
-        raise SystemExit("needs wrk and nginx: apt-get install wrk nginx-light")
-    tmp = Path(tempfile.mkdtemp(prefix="gate-bench-"))
-    upstream_port, nginx_proxy_port = free_port(), free_port()
-    (tmp / "nginx.conf").write_text(
-        NGINX_CONF.format(tmp=tmp, upstream_port=upstream_port, proxy_port=nginx_proxy_port)
-    )
-    (tmp / "post.lua").write_text(POST_LUA % TOKEN)
-    upstream = f"http://127.0.0.1:{upstream_port}"
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
-        nginx = subprocess.Popen(["nginx", "-c", str(tmp / "nginx.conf"), "-p", str(tmp)])
-        procs.append(nginx)
-        wait_ready(upstream + "/")
-        gate_port, admin_port, minimal_port = free_port(), free_port(), free_port()
-        env = {
-            **os.environ,
-            "GATE_UPSTREAM__URL": upstream,
-            "GATE_SERVER__LISTEN": f"127.0.0.1:{gate_port}",
-            "GATE_ADMIN__LISTEN": f"127.0.0.1:{admin_port}",
-            "GATE_LOG__LEVEL": "warning",
-        }
-        gate = subprocess.Popen([sys.executable, "-m", "gate", "serve"], env=env)
-        minimal = subprocess.Popen(
-            [sys.executable, str(HERE / "minimal_proxy.py"), str(minimal_port), upstream]
+    def _nginx(self, name: str, conf: str, cpus: str | None, **ports: int) -> Server:
+        port = free_port()
+        path = self.tmp / f"nginx-{name}.conf"
+        path.write_text(conf.format(tmp=self.tmp, port=port, **ports))
+        return self._start(
+            f"nginx-{name}", ["nginx", "-c", str(path), "-p", str(self.tmp)], cpus, port
         )
-        procs += [gate, minimal]
-        path = "/v1/customers/c0ffee00-1234-4321-abcd-0123456789ab/subscriptions"
-        order = "/v1/customers/c0ffee00-1234-4321-abcd-0123456789ab/orders"
-        for port in (gate_port, minimal_port, nginx_proxy_port):
-            wait_ready(f"http://127.0.0.1:{port}{path}")
-        print(f"wrk -t1 -c{args.connections} -d{args.seconds}s; upstream: nginx; CPU of the proxy")
-        measure("nginx proxy_pass, GET", nginx.pid, f"http://127.0.0.1:{nginx_proxy_port}{path}",
-                args, None)  # fmt: skip
-        measure("minimal aiohttp proxy, GET", minimal.pid,
-                f"http://127.0.0.1:{minimal_port}{path}", args, None)  # fmt: skip
-        measure("minimal aiohttp proxy, POST order", minimal.pid,
-                f"http://127.0.0.1:{minimal_port}{order}", args, tmp / "post.lua")  # fmt: skip
-        measure("gate, GET pass-through", gate.pid, f"http://127.0.0.1:{gate_port}{path}",
-                args, None)  # fmt: skip
-        measure("gate, POST order (cache hit)", gate.pid, f"http://127.0.0.1:{gate_port}{order}",
-                args, tmp / "post.lua")  # fmt: skip
-    finally:
-        for proc in procs:
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs:
+
+    def _gate(self, name: str, workers: int, cpus: str | None, upstream: str) -> Server:
+        port, admin = free_port(), free_port()
+        port_was = port
+        config = self.tmp / f"{name}.toml"
+        config.write_text(
+            f'[server]\nlisten = "127.0.0.1:{port}"\nworkers = {workers}\nshutdown_grace_s = 1\n'
+            f'[admin]\nlisten = "127.0.0.1:{admin}"\n'
+            f'[upstream]\nurl = "{upstream}"\n'
+            f'[log]\nlevel = "{"info" if self.args.info_logs else "warning"}"\n'
+        )
+        checkout = self.args.gate_checkout
+        python = checkout / ".venv" / "bin" / "python"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GATE_")}
+        argv = [
+            str(python if python.exists() else sys.executable),
+            "-m",
+            "gate",
+            "serve",
+            "--config",
+            str(config),
+        ]
+        for attempt in range(3):  # something outside may stop it as it starts: see alive()
             try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+                return self._start(name, argv, cpus, port, cwd=checkout, env=env)
+            except RuntimeError as error:
+                if "exited with 0" not in str(error) or attempt == 2:
+                    raise
+                print(f"note: {error}; starting it again", flush=True)
+                port = free_port()
+                config.write_text(config.read_text().replace(f":{port_was}", f":{port}"))
+                port_was = port
+        raise AssertionError("unreachable")
+
+    def stop(self) -> None:
+        for server in reversed(self.started):
+            server.stop()
+
+    def alive(self, target: str) -> Server:
+        """The target's server; one that exited (something outside signalled it) is restarted."""
+        server = self.servers[target]
+        code = server.proc.poll()
+        if code is None:
+            return server
+        if target not in self.restarters or len(self.restarts) >= MAX_RESTARTS:
+            raise RuntimeError(f"{target} (pid {server.pid}) exited with {code}")
+        note = f"{target} (pid {server.pid}) exited with {code} at {time.strftime('%H:%M:%S')}"
+        self.restarts.append(note + "; restarted")
+        print(f"note: {note}; restarting it", flush=True)
+        self.servers[target] = self.restarters[target]()
+        self.check(only=target)
+        return self.servers[target]
+
+    def check(self, only: str | None = None) -> None:
+        """The harness is wrong, not the proxy, if these fail: stop before measuring."""
+        for name, server in self.servers.items():
+            if only not in (None, name):
+                continue
+            status, headers = _call(server.url(ORDER_PATH), BODY)
+            decision = headers.get("X-Gate-Decision")
+            if status != 200 or (name.startswith("gate") and decision != "allowed"):
+                raise RuntimeError(f"{name}: order answered {status}, X-Gate-Decision {decision}")
+            status, headers = _call(server.url(READ_PATH), None)
+            if status != 200 or "X-Gate-Decision" in headers:
+                raise RuntimeError(f"{name}: read answered {status} {dict(headers)}")
+
+    # -- wrk ----------------------------------------------------------------
+
+    def _script(self, workload: str, paced: bool) -> Path:
+        key = (workload, paced)
+        if key not in self.scripts:
+            consts = {
+                "READ_PATH": READ_PATH,
+                "ORDER_PATH": ORDER_PATH,
+                "TOKEN": TOKEN,
+                "BODY": BODY,
+            }
+            parts = [f"{k} = {json.dumps(v)}\n" for k, v in consts.items()]
+            for part in ("common", workload, *(["paced"] if paced else [])):
+                parts.append((HERE / "lua" / f"{part}.lua").read_text())
+            path = self.tmp / f"{workload}{'-paced' if paced else ''}.lua"
+            path.write_text("".join(parts))
+            self.scripts[key] = path
+        return self.scripts[key]
+
+    def wrk(self, target: str, workload: str, seconds: float, *, paced: bool) -> Sample:
+        """One run; redone once on a restarted server if the server died during it."""
+        for _ in range(2):
+            server = self.alive(target)
+            sample = self._wrk(server, target, workload, seconds, paced=paced)
+            if sample.errors <= sample.requests * ERROR_SHARE:
+                return sample
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                server.proc.wait(timeout=5)  # a stopped gate drains for its grace, then exits
+            if server.proc.poll() is None:
+                return sample  # the proxy answered errors while running: report them
+        return self._wrk(self.alive(target), target, workload, seconds, paced=paced)
+
+    def _wrk(
+        self, server: Server, target: str, workload: str, seconds: float, *, paced: bool
+    ) -> Sample:
+        connections = PACED_CONNECTIONS if paced else CONNECTIONS
+        url = server.url(ORDER_PATH if workload in ("orders", "cold") else READ_PATH)
+        cmd = [
+            *(["taskset", "-c", self.load_cpus] if self.load_cpus else []),
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--timeout",
+            "5s",
+            "-s",
+            str(self._script(workload, paced)),
+            url,
+            "--",
+            str(PACED_RATE if paced else 0),
+            str(random.getrandbits(31)),
+        ]
+        pid = server.pid
+        tree_peak_rss(pid, reset=True)
+        cpu_before = tree_cpu_seconds(pid)
+        self.clock.busy()
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
+        busy = self.clock.busy()
+        user, system = (b - a for a, b in zip(cpu_before, tree_cpu_seconds(pid), strict=True))
+        cpu = user + system
+        peak = tree_peak_rss(pid)
+        line = next((ln for ln in done.stdout.splitlines() if ln.startswith("BENCH ")), None)
+        if done.returncode != 0 or line is None:
+            raise RuntimeError(f"wrk failed on {target}/{workload}:\n{done.stdout}{done.stderr}")
+        got = {k: float(v) for k, v in (kv.split("=") for kv in line.split()[1:])}
+        requests = int(got["requests"])
+        errors = int(sum(got[k] for k in ("connect", "read", "write", "status", "timeout")))
+        return Sample(
+            requests=requests,
+            seconds=got["duration_us"] / 1e6,
+            errors=errors,
+            cpu_us=cpu * 1e6 / requests if requests else 0.0,
+            sys_share=system / cpu if cpu else 0.0,
+            peak_rss=peak,
+            busy=busy,
+            p50_ms=got["p50_us"] / 1000,
+            p99_ms=got["p99_us"] / 1000,
+            p999_ms=got["p999_us"] / 1000,
+            late=int(got["late"]),
+        )
+
+
+def _call(url: str, body: str | None) -> tuple[int, dict[str, str]]:
+    request = urllib.request.Request(url, data=body.encode() if body else None)
+    request.add_header("Authorization", f"Bearer {TOKEN}")
+    if body:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            answer.read()
+            return answer.status, dict(answer.headers)
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers)
+
+
+def _selected(only: list[str], target: str, workload: str) -> bool:
+    if not only:
+        return True
+    cell = f"{target}/{workload}"
+    return any(
+        fnmatch.fnmatch(cell, pattern) or pattern in (target, workload, cell) for pattern in only
+    )
+
+
+def _plan(args: argparse.Namespace) -> list[tuple[str, str]]:
+    cells = [(t, w) for w in WORKLOADS for t in TARGETS if _selected(args.only, t, w)]
+    if args.workers > 1:
+        cells += [(t, "reads") for t in WORKER_TARGETS if _selected(args.only, t, "reads")]
+    return cells
+
+
+def _measure(bench: Bench, cells: list[tuple[str, str]], results: Results) -> None:
+    args = bench.args
+    total = args.repeat * sum(1 if t in WORKER_TARGETS else 2 for t, _ in cells)
+    step = 0
+    print(f"warm-up: 1 s per cell, {len(cells)} cells", flush=True)
+    for target, workload in cells:
+        bench.wrk(target, workload, 1, paced=False)
+    for rep in range(args.repeat):
+        for group in _groups(cells):
+            turn = group[rep % len(group) :] + group[: rep % len(group)]  # rotate the start
+            for target, workload in turn:
+                kinds = ("rps",) if target in WORKER_TARGETS else ("rps", "paced")
+                for kind in kinds:
+                    step += 1
+                    sample = bench.wrk(target, workload, args.seconds, paced=kind == "paced")
+                    results.add(target, workload, kind, sample)
+                    print(
+                        f"[{step}/{total}] rep {rep + 1} {target}/{workload} {kind}: "
+                        f"{report.describe(sample, kind)}",
+                        flush=True,
+                    )
+
+
+def _groups(cells: list[tuple[str, str]]) -> list[list[tuple[str, str]]]:
+    """Cells grouped so that each repetition visits every target of a workload in turn."""
+    groups: dict[tuple[str, bool], list[tuple[str, str]]] = {}
+    for target, workload in cells:
+        groups.setdefault((workload, target in WORKER_TARGETS), []).append((target, workload))
+    return list(groups.values())
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=10, help="per run (default 10)")
+    parser.add_argument("--repeat", type=int, default=3, help="repetitions, medians (default 3)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 2 s, 1 repetition")
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="TARGET/WORKLOAD",
+        help="run a subset (repeatable; globs; a target or a workload alone): "
+        f"targets {', '.join(TARGETS + WORKER_TARGETS)}; "
+        f"workloads {', '.join(WORKLOADS)}",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        choices=(1, 2),
+        help="2 (default): also compare server.workers = 2 with 1 for reads, "
+        "the gate on every core; 1: skip that",
+    )
+    parser.add_argument(
+        "--info-logs",
+        action="store_true",
+        help="run the gate at log level info (a line per gated decision, to a "
+        "file), as in production; default warning",
+    )
+    parser.add_argument(
+        "--gate-checkout",
+        type=Path,
+        default=REPO,
+        help="the checkout whose gate to run (its .venv); default this one",
+    )
+    parser.add_argument("--no-pin", action="store_true", help="do not pin (taskset) anything")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="after measuring, profile the gate with py-spy (reads, orders, cold)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="chart, results.txt and results.json go here (default "
+        "bench/results, or bench/results/quick for --quick and --only)",
+    )
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.seconds, args.repeat = 2, 1
+    if args.out is None:
+        partial = args.quick or args.only or args.seconds < 10 or args.repeat < 3
+        args.out = HERE / "results" / ("quick" if partial else "")
+    args.gate_checkout = args.gate_checkout.resolve()
+    return args
+
+
+def _tools() -> None:
+    subprocess.run([str(REPO / "scripts" / "ensure-debian"), "wrk", "nginx-light"], check=False)
+    missing = [tool for tool in ("wrk", "nginx", "taskset") if not shutil.which(tool)]
+    if missing:
+        raise RuntimeError(f"missing {', '.join(missing)}: scripts/ensure-debian wrk nginx-light")
+
+
+def _interrupted(signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _save(results: Results, out: Path, restarts: list[str], started: float) -> None:
+    """The report, every sample and the chart (also what was measured of a failed run)."""
+    if not results.samples:
+        return
+    results.meta["elapsed_s"] = round(time.monotonic() - started)
+    results.meta["restarts"] = restarts
+    out.mkdir(parents=True, exist_ok=True)
+    text = report.render(results)
+    print(text)
+    (out / "results.txt").write_text(text + "\n")
+    samples = {k: [asdict(s) for s in v] for k, v in results.samples.items()}
+    (out / "results.json").write_text(
+        json.dumps({"meta": results.meta, "samples": samples}, indent=1) + "\n"
+    )
+    report.chart(results, out / "chart.png")
+    if out.name == "partial":
+        print(f"what was measured is in {out}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    signal.signal(signal.SIGTERM, _interrupted)
+    cells = _plan(args)
+    if not cells:
+        print("--only matched nothing", file=sys.stderr)
+        return 2
+    _tools()
+    tmp = Path(tempfile.mkdtemp(prefix="gate-bench-"))
+    bench = Bench(args, tmp)
+    if bench.load_cpus:
+        os.sched_setaffinity(0, {int(bench.load_cpus)})  # this script stays off the proxy's core
+    results = Results(meta=report.machine(bench, args))
+    started = time.monotonic()
+    try:
+        bench.start({t for t, _ in cells})
+        bench.check()
+        print(report.header(results.meta), flush=True)
+        _measure(bench, cells, results)
+        if args.profile:
+            try:
+                results.meta["profile"] = report.profile(bench, args.out / "profile")
+            except (RuntimeError, OSError, subprocess.SubprocessError) as error:
+                results.meta["profile"] = f"profile failed: {error}"
+    except (RuntimeError, OSError, subprocess.SubprocessError) as error:
+        print(f"bench failed: {error}", file=sys.stderr)
+        _save(results, args.out / "partial", bench.restarts, started)
+        for server in bench.started:
+            code = server.proc.poll()
+            state = "running" if code is None else f"exited with {code}"
+            print(
+                f"--- {server.name} (pid {server.pid}, {state}) log:\n{server.log_tail()}",
+                file=sys.stderr,
+            )
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        _save(results, args.out / "partial", bench.restarts, started)
+        return 130
+    finally:
+        bench.stop()
         shutil.rmtree(tmp, ignore_errors=True)
+    _save(results, args.out, bench.restarts, started)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

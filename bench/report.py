@@ -1,0 +1,428 @@
+"""What the bench prints and draws: tables, target checks, the key=value line, the chart."""
+
+from __future__ import annotations
+
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import argparse
+
+    from proxy_bench import Bench, Results, Sample
+
+__all__ = ["chart", "describe", "header", "machine", "profile", "render"]
+
+TITLES = {
+    "reads": "reads: pass-through GET .../subscriptions (not gated)",
+    "orders": "orders: gated POST .../orders, warm cache (one customer)",
+    "mix": "mix: 90 % reads, 10 % gated orders (warm cache)",
+    "cold": "cold: gated POST .../orders, a new customer per call (one lookup each)",
+}
+LABELS = {
+    "direct": "direct (upstream)",
+    "nginx": "nginx proxy_pass",
+    "minimal": "minimal aiohttp",
+    "gate": "gate",
+    "gate-1w": "gate, 1 worker",
+    "gate-2w": "gate, 2 workers",
+}
+# (key, workload, ratio or p99 added, limit): the project's targets for the gate.
+CHECKS = (
+    ("reads_vs_nginx", ">=", 0.5, "pass-through reads, req/s vs nginx on one core"),
+    ("orders_vs_nginx", ">=", 0.33, "gated orders (warm cache), req/s vs nginx"),
+    ("reads_p99_added_ms", "<=", 0.3, "reads, p99 added over direct at 1000 req/s"),
+    ("orders_p99_added_ms", "<=", 0.5, "gated orders, p99 added over direct at 1000 req/s"),
+)
+
+
+def _git(checkout: Path) -> str:
+    def run(*argv: str) -> str:
+        done = subprocess.run(["git", "-C", str(checkout), *argv], capture_output=True, text=True)
+        return done.stdout.strip()
+
+    dirty = "+dirty" if run("status", "--porcelain", "--untracked-files=no") else ""
+    return (
+        f"{run('rev-parse', '--abbrev-ref', 'HEAD')}@{run('rev-parse', '--short', 'HEAD')}{dirty}"
+    )
+
+
+def _version(argv: list[str]) -> str:
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+    text = (done.stdout + done.stderr).strip().splitlines()
+    return text[0] if text else "?"
+
+
+def machine(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
+    model = next(
+        (
+            ln.split(":", 1)[1].strip()
+            for ln in Path("/proc/cpuinfo").read_text().splitlines()
+            if ln.startswith("model name")
+        ),
+        platform.machine(),
+    )
+    if bench.pinned:
+        pinning = (
+            f"proxy alone on CPU {bench.proxy_cpus}; wrk, the upstream nginx and the "
+            f"bench on CPU {bench.load_cpus}"
+        )
+    else:
+        pinning = "none (fewer than 2 CPUs, or --no-pin): every process shares every core"
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "cpu": f"{len(bench.cpus)} x {model}",
+        "kernel": platform.release(),
+        "python": sys.version.split()[0],
+        "gate": f"{args.gate_checkout} {_git(args.gate_checkout)}",
+        "nginx": _version(["nginx", "-v"]),
+        "wrk": _version(["wrk", "-v"]),
+        "pinning": pinning,
+        "workers_pinning": f"gate-1w / gate-2w: the gate on CPUs {bench.all_cpus} (unpinned), "
+        "wrk and the upstream still on their CPU",
+        "seconds": args.seconds,
+        "repeat": args.repeat,
+        "gate_log_level": "info (decision logs to a file)" if args.info_logs else "warning",
+        "loadavg_at_start": Path("/proc/loadavg").read_text().split()[:3],
+    }
+
+
+def header(meta: dict[str, Any]) -> str:
+    keys = (
+        "date",
+        "cpu",
+        "kernel",
+        "python",
+        "gate",
+        "nginx",
+        "wrk",
+        "pinning",
+        "gate_log_level",
+        "loadavg_at_start",
+    )
+    lines = [f"{key:>16}: {meta[key]}" for key in keys]
+    lines.append(
+        f"{'method':>16}: {meta['seconds']} s per run, medians of {meta['repeat']}, targets "
+        "round-robin per repetition; req/s and CPU with wrk -t1 -c64; latency at a fixed "
+        "1000 req/s (wrk -t1 -c10, Lua pacing)"
+    )
+    return "\n".join(lines)
+
+
+def describe(sample: Sample, kind: str) -> str:
+    errors = f" ERRORS={sample.errors}" if sample.errors else ""
+    if kind == "paced":
+        late = f" late={sample.late}" if sample.late else ""
+        return (
+            f"{sample.rps:.0f} req/s p50 {sample.p50_ms:.3f} p99 {sample.p99_ms:.3f} "
+            f"p99.9 {sample.p999_ms:.3f} ms{late}{errors}"
+        )
+    return f"{sample.rps:.0f} req/s {sample.cpu_us:.1f} µs CPU/call{errors}"
+
+
+# -- the figures ---------------------------------------------------------------
+
+
+def _added(results: Results, target: str, workload: str, base: str = "direct") -> float | None:
+    """p99 over the base's, paired per repetition (the runs were back to back), median."""
+    mine, theirs = results.get(target, workload, "paced"), results.get(base, workload, "paced")
+    clean = results.clean(target, workload, "paced") + results.clean(base, workload, "paced")
+    pairs = [
+        a.p99_ms - b.p99_ms for a, b in zip(mine, theirs, strict=False) if a in clean and b in clean
+    ]
+    return statistics.median(pairs) if pairs else None
+
+
+def _ratio(results: Results, target: str, base: str, workload: str) -> float | None:
+    mine = results.median(target, workload, "rps", "rps")
+    theirs = results.median(base, workload, "rps", "rps")
+    return mine / theirs if mine and theirs else None
+
+
+def figures(results: Results) -> dict[str, float | None]:
+    out: dict[str, float | None] = {}
+    for workload in ("reads", "orders", "mix", "cold"):
+        out[f"{workload}_vs_nginx"] = _ratio(results, "gate", "nginx", workload)
+    for workload in ("reads", "orders", "mix", "cold"):
+        out[f"{workload}_p99_added_ms"] = _added(results, "gate", workload)
+    for workload in ("reads", "orders"):
+        out[f"{workload}_p99_over_nginx_ms"] = _added(results, "gate", workload, "nginx")
+    out["reads_vs_minimal"] = _ratio(results, "gate", "minimal", "reads")
+    out["orders_vs_minimal"] = _ratio(results, "gate", "minimal", "orders")
+    out["reads_cpu_us"] = results.median("gate", "reads", "rps", "cpu_us")
+    out["orders_cpu_us"] = results.median("gate", "orders", "rps", "cpu_us")
+    out["workers2_vs_1"] = _ratio(results, "gate-2w", "gate-1w", "reads")
+    return out
+
+
+def _f(value: float | None, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def _row(results: Results, target: str, workload: str) -> str | None:
+    rps = results.get(target, workload, "rps")
+    paced = results.get(target, workload, "paced")
+    if not rps and not paced:
+        return None
+    med = results.median
+    rss = max((s.peak_rss for s in rps + paced), default=-1)
+    busy = [s.busy for s in results.clean(target, workload, "rps")]
+    proxy_cpu, load_cpu = _cores(results)
+    busy_p = statistics.median(b.get(proxy_cpu, 0) for b in busy) * 100 if busy else None
+    busy_l = statistics.median(b.get(load_cpu, 0) for b in busy) * 100 if busy else None
+    notes = []
+    if errors := sum(s.errors for s in rps + paced):
+        notes.append(f"errors={errors}")
+    if dropped := len(rps + paced) - len(
+        results.clean(target, workload, "rps") + results.clean(target, workload, "paced")
+    ):
+        notes.append(f"{dropped} run(s) with > 1 % errors left out")
+    if late := sum(s.late for s in paced):
+        notes.append(f"late={late}")
+    if target != "direct" and busy_l is not None and busy_l >= 95:
+        notes.append("load-bound")  # wrk + upstream saturate their core: req/s a lower bound
+    kept = results.clean(target, workload, "paced")
+    if kept and min(s.rps for s in kept) < 950:
+        notes.append(f"paced at {min(s.rps for s in kept):.0f}/s")
+    added = None if target == "direct" else _added(results, target, workload)
+    return (
+        f"{LABELS[target]:<18}{_f(med(target, workload, 'rps', 'rps'), ',.0f'):>9}"
+        f"{_f(_ratio(results, target, 'nginx', workload), '.2f'):>8}"
+        f"{_f(med(target, workload, 'rps', 'cpu_us'), '.1f'):>9}"
+        f"{_f(_pct(med(target, workload, 'rps', 'sys_share')), '.0f'):>5}"
+        f"{_f(med(target, workload, 'paced', 'p50_ms'), '.3f'):>8}"
+        f"{_f(med(target, workload, 'paced', 'p99_ms'), '.3f'):>8}"
+        f"{_f(med(target, workload, 'paced', 'p999_ms'), '.3f'):>8}"
+        f"{_f(added, '+.3f'):>9}"
+        f"{_f(rss / 2**20 if rss >= 0 else None, '.1f'):>8}"
+        f"{_f(busy_p, '.0f'):>6}/{_f(busy_l, '.0f'):<4}"
+        f" {' '.join(notes)}"
+    ).rstrip()
+
+
+def _pct(share: float | None) -> float | None:
+    return None if share is None else share * 100
+
+
+def _cores(results: Results) -> tuple[int, int]:
+    pinning = str(results.meta.get("pinning", ""))
+    words = pinning.split()
+    if pinning.startswith("proxy alone on CPU"):
+        return int(words[4].rstrip(";")), int(words[-1])
+    return 1, 0
+
+
+COLUMNS = (
+    f"{'target':<18}{'req/s':>9}{'xnginx':>8}{'CPU µs':>9}{'sys%':>5}"
+    f"{'p50':>8}{'p99':>8}{'p99.9':>8}{'p99 +dir':>9}{'RSS MB':>8}{'busy%':>6}/{'load':<4}"
+)
+
+
+def render(results: Results) -> str:
+    lines = ["", header(results.meta), ""]
+    for workload in ("reads", "orders", "mix", "cold"):
+        rows = [_row(results, t, workload) for t in ("direct", "nginx", "minimal", "gate")]
+        if any(rows):
+            lines += [TITLES[workload], COLUMNS, *(r for r in rows if r), ""]
+    workers = [_row(results, t, "reads") for t in ("gate-1w", "gate-2w")]
+    if any(workers):
+        lines += ["workers: reads at 64 connections, " + str(results.meta["workers_pinning"])]
+        lines += [COLUMNS, *(r for r in workers if r), ""]
+    lines += _legend()
+    for note in results.meta.get("restarts") or ():
+        lines.append(f"note: {note} (its runs were redone)")
+    if profile := results.meta.get("profile"):
+        lines += ["", str(profile)]
+    values = figures(results)
+    lines += ["", "targets (the gate):"]
+    for key, op, limit, what in CHECKS:
+        value = values[key]
+        if value is None:
+            lines.append(f"  ----  {what}: not measured in this run")
+            continue
+        ok = value >= limit if op == ">=" else value <= limit
+        lines.append(f"  {'PASS' if ok else 'MISS'}  {what}: {value:.3f} (target {op} {limit})")
+    lines.append("")
+    lines.append(" ".join(f"{k}={_f(v, '.3f' if 'ms' in k else '.2f')}" for k, v in values.items()))
+    return "\n".join(lines)
+
+
+def _legend() -> list[str]:
+    return [
+        "columns: req/s = median throughput at 64 connections; xnginx = req/s / nginx's;",
+        "  CPU µs = the proxy's CPU (utime+stime of its process tree) per completed call at",
+        "  64 connections (direct: the upstream nginx's own); sys% = its kernel share (stime);",
+        "  p50/p99/p99.9 = latency in ms at",
+        "  a fixed 1000 req/s; p99 +dir = p99 minus direct's p99, paired per repetition, median;",
+        "  RSS MB = peak RSS (VmHWM, reset per run) of the proxy's tree, highest run;",
+        "  busy%/load = share of the proxy's CPU / the load CPU busy (whole machine) at 64 conns;",
+        "  errors = socket errors and non-2xx answers; a run with > 1 % is left out of medians;",
+        "  late = paced sends that left > 1 ms after their slot (latency then under-reported);",
+        "  load-bound = the load CPU was >= 95 % busy: that target's req/s is a lower bound",
+    ]
+
+
+# -- the chart -----------------------------------------------------------------
+
+
+def chart(results: Results, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    workloads = [
+        w
+        for w in ("reads", "orders", "mix", "cold")
+        if any(results.get(t, w, "rps") for t in LABELS)
+    ]
+    targets = [
+        t
+        for t in ("direct", "nginx", "minimal", "gate")
+        if any(results.get(t, w, k) for w in workloads for k in ("rps", "paced"))
+    ]
+    if not workloads or not targets:
+        return
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+    width = 0.8 / len(targets)
+    for ax, kind, what, unit in (
+        (axes[0], "rps", "rps", "req/s at 64 connections, proxy on one core (log scale)"),
+        (axes[1], "paced", "p99_ms", "p99 latency at 1000 req/s, ms"),
+    ):
+        for i, target in enumerate(targets):
+            values = [results.median(target, w, kind, what) or 0.0 for w in workloads]
+            xs = [j + (i - (len(targets) - 1) / 2) * width for j in range(len(workloads))]
+            bars = ax.bar(xs, values, width, label=LABELS[target])
+            for bar, w, value in zip(bars, workloads, values, strict=True):
+                text = f"{value:,.0f}" if kind == "rps" else f"{value:.2f}"
+                if (
+                    target == "gate"
+                    and kind == "rps"
+                    and (r := _ratio(results, target, "nginx", w))
+                ):
+                    text += f"\n{r:.2f}x"
+                ax.annotate(
+                    text,
+                    (bar.get_x() + width / 2, bar.get_height()),
+                    ha="center",
+                    va="bottom",
+                    fontsize=7,
+                )
+        if kind == "rps":
+            ax.set_yscale("log")
+            ax.set_ylim(bottom=1000)
+        ax.set_xticks(range(len(workloads)), workloads)
+        ax.set_title(unit, fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].legend(fontsize=8)
+    meta = results.meta
+    fig.suptitle(f"gate bench, {meta['date']}, {meta['cpu']}; {meta['gate']}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+# -- py-spy --------------------------------------------------------------------
+
+
+def profile(bench: Bench, out: Path) -> str:
+    """Sample the gate under load with py-spy; a flame graph per workload and a summary."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(spy).exists():
+        return "profile: py-spy not found (pip install py-spy into the bench venv)"
+    out.mkdir(parents=True, exist_ok=True)
+    gate = bench.alive("gate")
+    pid = gate.pid
+    seconds = max(3, int(bench.args.seconds))
+    lines = [f"profile: py-spy, {seconds} s per workload at 64 connections, gate pid {pid}"]
+    for workload in ("reads", "orders", "cold"):
+        raw = out / f"gate-{workload}.txt"
+        for fmt, path in (("raw", raw), ("flamegraph", out / f"gate-{workload}.svg")):
+            spy_argv = [
+                spy,
+                "record",
+                "--pid",
+                str(pid),
+                "--format",
+                fmt,
+                "-o",
+                str(path),
+                "-d",
+                str(seconds),
+                "--rate",
+                "250",
+            ]
+            load = subprocess.Popen(
+                [
+                    *(["taskset", "-c", bench.load_cpus] if bench.load_cpus else []),
+                    "wrk",
+                    "-t1",
+                    "-c64",
+                    f"-d{seconds + 2}s",
+                    "-s",
+                    str(bench._script(workload, False)),
+                    gate.url(
+                        "/v1/customers/x/orders"
+                        if workload != "reads"
+                        else "/v1/customers/x/subscriptions"
+                    ),
+                    "--",
+                    "0",
+                    "7",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            try:
+                time.sleep(1)
+                subprocess.run(spy_argv, capture_output=True, timeout=seconds + 60, check=True)
+            finally:
+                load.wait(timeout=seconds + 30)
+        lines += [f"  {workload}:", *_summary(raw)]
+    return "\n".join(lines)
+
+
+def _summary(raw: Path, top: int = 12) -> list[str]:
+    """Top functions by own time and by time including callees, from collapsed stacks."""
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        frames = [_frame(f) for f in stack.split(";")]
+        n = int(count)
+        total += n
+        own[frames[-1]] += n
+        for frame in set(frames):
+            inclusive[frame] += n
+    if not total:
+        return ["    no samples"]
+    loop = "Runner.run (runners.py)"
+    if loop in own:  # no Python frame below it: uvloop's C code and the syscalls it makes
+        own["event loop: uvloop C code, epoll, reads (Runner.run)"] = own.pop(loop)
+    lines = [f"    {total} samples; own time (the frame on top of the stack):"]
+    lines += [f"      {n * 100 / total:5.1f} %  {f}" for f, n in own.most_common(top)]
+    lines.append("    including callees (frames under every sample left out):")
+    nested = [(f, n) for f, n in inclusive.most_common() if n < total * 0.995]
+    lines += [f"      {n * 100 / total:5.1f} %  {f}" for f, n in nested[:top]]
+    return lines
+
+
+def _frame(frame: str) -> str:
+    """``name (path/to/file.py:12)`` -> ``name (file.py)``: lines merged."""
+    name, _, where = frame.partition(" (")
+    where = where.rstrip(")").rsplit(":", 1)[0]
+    parts = where.split("/")
+    short = "/".join(parts[-2:]) if "site-packages" in where or "gate" in parts else parts[-1]
+    return f"{name} ({short})" if where else name
