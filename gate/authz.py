@@ -140,10 +140,14 @@ def _status(action: Action) -> int:
 def _for_nginx(answer: Answer) -> Answer:
     """A refusal nginx will relay: 403 (or 401), the real answer in X-Gate-* headers."""
     status = 401 if answer.status == 401 else 403
-    error = json.dumps(json.loads(answer.body)) if answer.body else "{}"  # one line, ASCII
     kept = tuple(pair for pair in answer.headers if pair[0].lower() in _RELAYED_TO_NGINX)
+    types = [value for name, value in answer.headers if name.lower() == b"content-type"]
+    try:
+        error = json.dumps(json.loads(answer.body)) if answer.body else "{}"  # one line, ASCII
+    except ValueError:  # an upstream denial that is not JSON (a WAF page): escaped to ASCII
+        error = json.dumps(answer.body.decode("utf-8", "replace"))
     headers = (
-        (b"Content-Type", b"application/json"),
+        (b"Content-Type", types[0] if types else b"application/json"),
         (b"X-Gate-Status", str(answer.status).encode()),
         (b"X-Gate-Error", error.encode()),
         *kept,

@@ -139,8 +139,10 @@ class _Handlers:
         knobs = self.sb.knobs
         if knobs.agreements_delay_s:
             await asyncio.sleep(knobs.agreements_delay_s)
-        if knobs.agreements_body is not None:
-            return web.Response(body=knobs.agreements_body, content_type="application/json")
+        if knobs.agreements_body is not None:  # with agreements_status: that status, this body
+            status = knobs.agreements_status or 200
+            kind = "application/json" if status == 200 else "text/html"
+            return web.Response(status=status, body=knobs.agreements_body, content_type=kind)
         if knobs.agreements_status is not None:
             return _error(knobs.agreements_status, 0, "SandboxFailure: forced by a knob")
         items = self.sb.agreements.get((partner, m["customer"].lower()), [])

@@ -12,6 +12,7 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -112,6 +113,18 @@ class Served:
     async def wait_exit(self, bound_s: float = _READ_BOUND_S) -> int:
         async with asyncio.timeout(bound_s):
             return await self.process.wait()
+
+    def decisions(self) -> list[dict[str, Any]]:
+        """The decision log lines the gate wrote so far."""
+        lines = [json.loads(line) for line in self.output().splitlines() if line[:1] == "{"]
+        return [line for line in lines if line.get("event") == "decision"]
+
+    async def decided(self, count: int) -> list[dict[str, Any]]:
+        """The decision lines, once ``count`` are written (the gate logs after answering)."""
+        async with asyncio.timeout(_READ_BOUND_S):
+            while len(found := self.decisions()) < count:  # noqa: ASYNC110 - a file has no event
+                await asyncio.sleep(0.02)
+        return found
 
     def worker_pids(self) -> set[int]:
         """PIDs of the serving processes (forked workers log their own "listening" line)."""

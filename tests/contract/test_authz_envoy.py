@@ -75,15 +75,10 @@ class Authz:
             return response.status, response.headers, await response.read()
 
     def decisions(self) -> list[dict[str, Any]]:
-        lines = [json.loads(line) for line in self.served.output().splitlines() if line[:1] == "{"]
-        return [line for line in lines if line.get("event") == "decision"]
+        return self.served.decisions()
 
     async def decided(self, count: int) -> list[dict[str, Any]]:
-        """The decision lines once ``count`` are written (the gate logs after answering)."""
-        async with asyncio.timeout(_BOUND_S):
-            while len(found := self.decisions()) < count:  # noqa: ASYNC110 - a file has no event
-                await asyncio.sleep(0.02)
-        return found
+        return await self.served.decided(count)
 
     def lookups(self) -> int:
         return len(self.upstream.sandbox.calls("GET", agreements_path()))
@@ -410,3 +405,25 @@ def test_istio_policy_checks_every_call_but_plain_reads() -> None:
     keys = {rule["when"][0]["key"] for rule in rules if "when" in rule}
     assert keys == {f"request.headers[{h}]" for h in
                     ("x-http-method-override", "x-http-method", "x-method-override")}  # fmt: skip
+
+
+async def test_an_upstream_denial_that_is_not_json_reaches_nginx_intact(authz: Authz) -> None:
+    """§1.1 + §4: a lookup denied with an HTML page is relayed for nginx, escaped, not a 500."""
+    authz.upstream.sandbox.knobs.agreements_status = 403
+    authz.upstream.sandbox.knobs.agreements_body = b"<html>denied by a front door</html>\r\n"
+    status, headers, body = await authz.check(
+        "GET",
+        "/_gate",
+        headers={
+            "x-original-uri": orders_path(),
+            "x-original-method": "POST",
+            **auth(),
+        },
+        prefix="",
+    )
+    assert status == 403
+    assert headers["X-Gate-Status"] == "403"
+    assert headers["Content-Type"].startswith("text/html")
+    assert json.loads(headers["X-Gate-Error"]) == "<html>denied by a front door</html>\r\n"
+    assert headers["X-Gate-Decision"] == "blocked"
+    assert body == b"<html>denied by a front door</html>\r\n"

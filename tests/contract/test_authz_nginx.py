@@ -79,15 +79,10 @@ class Nginx:
         return log.read_text(encoding="utf-8") if log.exists() else ""
 
     def decisions(self) -> list[dict[str, Any]]:
-        lines = [json.loads(line) for line in self.gate.output().splitlines() if line[:1] == "{"]
-        return [line for line in lines if line.get("event") == "decision"]
+        return self.gate.decisions()
 
     async def decided(self, count: int) -> list[dict[str, Any]]:
-        """The gate's decision lines, once it has written ``count`` (it logs after answering)."""
-        async with asyncio.timeout(_BOUND_S):
-            while len(found := self.decisions()) < count:  # noqa: ASYNC110 - a file has no event
-                await asyncio.sleep(0.02)
-        return found
+        return await self.gate.decided(count)
 
     def lookups(self, customer: str = CUSTOMER) -> int:
         return len(self.upstream.sandbox.calls("GET", agreements_path(customer)))
