@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hmac
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -20,7 +21,7 @@ from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gate.config import ConfigError, Settings, load
-from gate.keys import CONFIG_PATH, LOGGER, METRICS, RUNTIME, STATE, STORE
+from gate.keys import CONFIG_PATH, LOGGER, METRICS, RUNTIME, STATE, STORE, TLS
 from gate.runtime import Runtime, compile_settings
 
 __all__ = [
@@ -158,6 +159,13 @@ async def drop_acceptance(request: web.Request) -> web.Response:
 
 _SECTIONS_BUILT_ONCE = ("server", "admin", "upstream", "acceptance", "authz", "log")
 _LIVE_KEYS = frozenset({"admin.token", "server.max_gated_body_bytes", "upstream.cloud"})
+# TLS files are read anew on every reload, from changed paths too (gate.http.tls refuses
+# turning TLS or mutual TLS on or off, which needs a restart).
+_LIVE_KEYS |= {
+    f"{section}.{key}"
+    for section in ("server", "admin", "authz")
+    for key in ("tls_cert_file", "tls_key_file", "tls_client_ca_file")
+}
 
 
 def check_restart_free(old: Settings, new: Settings) -> None:
@@ -177,12 +185,13 @@ def check_restart_free(old: Settings, new: Settings) -> None:
         raise ConfigError(problems)
 
 
-def _candidate(app: web.Application) -> Runtime:
-    """The config file compiled as a reload would apply it; ConfigError when refused."""
+def _candidate(app: web.Application) -> tuple[Runtime, Callable[[], None]]:
+    """The config file compiled as a reload would apply it, and its TLS pairs loaded (with
+    what puts them in use); ConfigError when refused."""
     path = app[CONFIG_PATH]
     runtime = compile_settings(load(Path(path) if path else None))
     check_restart_free(app[RUNTIME].current.settings, runtime.settings)
-    return runtime
+    return runtime, app[TLS].prepare(runtime.settings)
 
 
 def reload(app: web.Application) -> list[str]:
@@ -192,12 +201,13 @@ def reload(app: web.Application) -> list[str]:
     """
     path = app[CONFIG_PATH]
     try:
-        runtime = _candidate(app)
+        runtime, rotate = _candidate(app)
     except ConfigError as error:
         app[METRICS].reloads["error"].inc()
         app[LOGGER].error("reload_refused", path=path, problems=error.problems)
         return error.problems
     app[RUNTIME].current = runtime
+    rotate()  # new TLS handshakes get the new certificates; open connections keep theirs
     app[METRICS].reloads["ok"].inc()
     app[LOGGER].info("reloaded", path=path, mode=runtime.settings.policy.mode)
     return []

@@ -24,6 +24,7 @@ from gate.authz import DecisionService
 from gate.config import Settings
 from gate.core.decide import Decider
 from gate.http.server import FrontDoor
+from gate.http.tls import Certificates
 from gate.http.upstream import UpstreamPool
 from gate.keys import (
     CONFIG_PATH,
@@ -33,6 +34,7 @@ from gate.keys import (
     RUNTIME,
     STATE,
     STORE,
+    TLS,
     UPSTREAM,
     Lifecycle,
 )
@@ -59,6 +61,7 @@ def create_app(
     app[LOGGER] = make_logger(settings.log.level, settings.log.format, stream)
     app[HOT_LINES] = HotLines(settings.log.level, settings.log.format, stream, app[LOGGER])
     app[STATE] = Lifecycle()
+    app[TLS] = Certificates(app[METRICS].tls_expiry, app[LOGGER])
     app[CONFIG_PATH] = config_path or ""
     app.cleanup_ctx.append(upstream_pool)
     app.cleanup_ctx.append(_acceptance_store(clock))
@@ -68,12 +71,16 @@ def create_app(
 async def start_proxy(
     app: web.Application, host: str, port: int, *, reuse_port: bool = False
 ) -> tuple[FrontDoor, int]:
-    """Open the proxy listener over a set-up app; returns the front door and its port."""
-    store, logger = app[STORE], app[LOGGER]
+    """Open the proxy listener over a set-up app; returns the front door and its port.
+
+    With server.tls_cert_file set it speaks TLS only (ConfigError when the files are unusable).
+    """
+    store, logger, settings = app[STORE], app[LOGGER], app[RUNTIME].current.settings
+    context = app[TLS].context("proxy", settings.server)
     decider = Decider(app[RUNTIME], store, store.read_subscription)
     pipeline = Pipeline(decider, app[UPSTREAM], store, app[METRICS], app[HOT_LINES])
-    door = FrontDoor(pipeline.start, app[RUNTIME].current.settings.server, logger)
-    return door, await door.start(host, port, reuse_port=reuse_port)
+    door = FrontDoor(pipeline.start, settings.server, logger)
+    return door, await door.start(host, port, reuse_port=reuse_port, ssl=context)
 
 
 async def start_authz(
@@ -83,8 +90,9 @@ async def start_authz(
     store, settings = app[STORE], app[RUNTIME].current.settings
     decider = Decider(app[RUNTIME], store, store.read_subscription)
     service = DecisionService(decider, settings.authz.path_prefix, app[METRICS], app[HOT_LINES])
+    context = app[TLS].context("authz", settings.authz)
     door = FrontDoor(service.start, settings.server, app[LOGGER])
-    return door, await door.start(host, port, reuse_port=reuse_port)
+    return door, await door.start(host, port, reuse_port=reuse_port, ssl=context)
 
 
 async def upstream_pool(app: web.Application) -> AsyncIterator[None]:

@@ -27,7 +27,8 @@ from gate.config import ConfigError, Settings, load, parse_listen
 from gate.configdiff import DEFAULTS, changes, defaults
 from gate.control import Channel
 from gate.explain import explain
-from gate.keys import LOGGER, STATE, STORE
+from gate.http import tls
+from gate.keys import LOGGER, STATE, STORE, TLS
 from gate.logs import make_logger, redact_library_logs
 from gate.replay.run import replay
 from gate.runtime import compile_settings
@@ -87,10 +88,11 @@ async def _serve(
     await admin_runner.setup()
     host, port = parse_listen(settings.server.listen)
     admin_host, admin_port = parse_listen(settings.admin.listen)
-    admin_site = web.TCPSite(admin_runner, admin_host, admin_port)
     doors = []
     authz_bound = None
     try:
+        admin_tls = app[TLS].context("admin", settings.admin) if with_admin else None
+        admin_site = web.TCPSite(admin_runner, admin_host, admin_port, ssl_context=admin_tls)
         door, bound = await start_proxy(app, host, port, reuse_port=settings.server.workers > 1)
         doors.append(door)
         if settings.authz.listen:
@@ -101,8 +103,10 @@ async def _serve(
             doors.append(authz)
         if with_admin:
             await admin_site.start()
-    except OSError as error:
-        print(f"gate: cannot listen: {error}", file=sys.stderr)
+    except (OSError, ConfigError) as error:
+        problems = error.problems if isinstance(error, ConfigError) else [f"cannot listen: {error}"]
+        for problem in problems:
+            print(f"gate: {problem}", file=sys.stderr)
         for opened in doors:
             await opened.drain(0)
         await admin_runner.cleanup()
@@ -180,9 +184,17 @@ def _loopback(host: str) -> bool:
         return host == "localhost"
 
 
+def _tls_problems(settings: Settings, path: str | None) -> bool:
+    """Print what keeps the TLS files from serving (missing, mismatched, expired)."""
+    problems = tls.check(settings)
+    for problem in problems:
+        print(f"{path or '(defaults)'}: {problem}", file=sys.stderr)
+    return bool(problems)
+
+
 def _check_config(path: str, against: str | None) -> int:
     settings = _load(path)
-    if settings is None:
+    if settings is None or _tls_problems(settings, path):
         return 1
     old = _load(against) if against else defaults()
     if old is None:
@@ -265,7 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "serve":
         settings = _load(args.config)
-        if settings is None:
+        if settings is None or _tls_problems(settings, args.config):
             return 2
         if args.control_fd is not None:
             return _run(_serve(settings, args.config, control_fd=args.control_fd))

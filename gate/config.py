@@ -12,7 +12,7 @@ import re
 import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import (
@@ -22,6 +22,7 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import (
     BaseSettings,
@@ -45,6 +46,7 @@ __all__ = [
     "Rule",
     "ServerSettings",
     "Settings",
+    "TlsSettings",
     "UpstreamSettings",
     "load",
     "mask_url",
@@ -93,7 +95,35 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class ServerSettings(_Section):
+class TlsSettings(_Section):
+    """A listener's TLS files (``gate.http.tls`` loads them): empty, it speaks plain HTTP.
+
+    Both ``tls_cert_file`` and ``tls_key_file`` set: the listener speaks TLS
+    only. ``tls_client_ca_file`` set as well: clients must present a
+    certificate issued by that CA (mutual TLS). Whether the files are there
+    and usable is checked when a listener opens (and by ``check-config``).
+    """
+
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    tls_client_ca_file: str = ""
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Self:
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            empty = "tls_key_file" if self.tls_cert_file else "tls_cert_file"
+            raise ValueError(
+                f"tls_cert_file and tls_key_file go together: set both or neither"
+                f" ({empty} is empty)"
+            )
+        if self.tls_client_ca_file and not self.tls_cert_file:
+            raise ValueError(
+                "tls_client_ca_file (mutual TLS) needs tls_cert_file and tls_key_file as well"
+            )
+        return self
+
+
+class ServerSettings(TlsSettings):
     listen: Listen = "0.0.0.0:8080"
     workers: int = Field(1, ge=1, le=64)
     shutdown_grace_s: float = Field(30, ge=0)
@@ -106,7 +136,7 @@ class ServerSettings(_Section):
     max_target_bytes: int = Field(8192, ge=256)
 
 
-class AdminSettings(_Section):
+class AdminSettings(TlsSettings):
     listen: Listen = "127.0.0.1:9090"
     token: str = ""
 
@@ -248,7 +278,7 @@ class IdentitySettings(_Section):
         return value
 
 
-class AuthzSettings(_Section):
+class AuthzSettings(TlsSettings):
     listen: Annotated[str, AfterValidator(_optional_listen)] = ""
     path_prefix: str = ""
     """Envoy's http_service path_prefix, stripped from a check request's path."""

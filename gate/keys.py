@@ -8,6 +8,7 @@ from aiohttp import web
 from structlog.typing import FilteringBoundLogger
 
 from gate.acceptance import AcceptanceStore
+from gate.http.tls import Certificates
 from gate.http.upstream import UpstreamPool
 from gate.logs import HotLines
 from gate.metrics import Metrics
@@ -21,6 +22,7 @@ __all__ = [
     "RUNTIME",
     "STATE",
     "STORE",
+    "TLS",
     "UPSTREAM",
     "Lifecycle",
 ]
@@ -41,4 +43,5 @@ METRICS = web.AppKey("metrics", Metrics)
 LOGGER = web.AppKey("logger", FilteringBoundLogger)
 HOT_LINES = web.AppKey("hot_lines", HotLines)  # the decision log, written per gated call
 STATE = web.AppKey("state", Lifecycle)
+TLS = web.AppKey("tls", Certificates)  # the TLS listeners' contexts, rotated on reload
 CONFIG_PATH = web.AppKey("config_path", str)  # empty: built-in defaults and the environment

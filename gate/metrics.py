@@ -15,7 +15,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gate.core.policy import Verdict
 
-__all__ = ["SHARED_OPERATIONS", "TRANSACTIONS", "UPSTREAM_ERROR_REASONS", "Metrics", "merge"]
+__all__ = [
+    "SHARED_OPERATIONS",
+    "TRANSACTIONS",
+    "UPSTREAM_ERROR_REASONS",
+    "Metrics",
+    "merge",
+    "tls_expiry",
+]
 
 TRANSACTIONS = ("new_purchase", "seat_change", "confirmation")
 LOOKUP_RESULTS = ("hit", "shared", "miss", "error")  # own cache, shared tier, upstream, failed
@@ -23,6 +30,20 @@ SHARED_OPERATIONS = ("get", "lock", "set", "publish", "subscribe")
 UPSTREAM_ERROR_REASONS = ("unavailable", "timeout", "aborted")
 _FAST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _UPSTREAM_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0)
+
+
+_EARLIEST = frozenset({"gate_tls_certificate_expiry_timestamp_seconds"})
+"""Merged across processes by their minimum: the certificate that lapses first is the one to
+alert on (a worker that missed a reload still serves the old one)."""
+
+
+def tls_expiry(registry: CollectorRegistry) -> Gauge:
+    """notAfter of each TLS listener's certificate (the parent of workers has the admin one)."""
+    return Gauge(
+        "gate_tls_certificate_expiry_timestamp_seconds",
+        "notAfter of the certificate a TLS listener serves (new connections), Unix time.",
+        ["listener"], registry=registry,
+    )  # fmt: skip
 
 
 class Metrics:
@@ -48,6 +69,7 @@ class Metrics:
             registry=self.registry,
         )  # fmt: skip
         self.reloads = {result: reloads.labels(result) for result in ("ok", "error")}
+        self.tls_expiry = tls_expiry(self.registry)
         build = Gauge(
             "gate_build_info", "Always 1; labels carry the gate and Python versions.",
             ["version", "python"], registry=self.registry,
@@ -148,6 +170,8 @@ def merge(texts: list[str]) -> str:
                     samples[key] = sample.value
                 elif family.name == "gate_build_info":
                     samples[key] = max(samples[key], sample.value)
+                elif family.name in _EARLIEST:
+                    samples[key] = min(samples[key], sample.value)
                 else:
                     samples[key] += sample.value
     lines: list[str] = []

@@ -31,7 +31,8 @@ from structlog.typing import FilteringBoundLogger
 from gate import admin
 from gate.config import ConfigError, Settings, load, parse_listen
 from gate.control import Channel
-from gate.metrics import merge
+from gate.http.tls import Certificates
+from gate.metrics import merge, tls_expiry
 from gate.runtime import RuntimeHolder, compile_settings
 
 __all__ = ["Fleet"]
@@ -69,6 +70,7 @@ class Fleet:
             registry=self._registry,
         )
         self._watchers: set[asyncio.Task[None]] = set()
+        self._tls = Certificates(tls_expiry(self._registry), logger)  # the admin listener's
 
     # -- running ---------------------------------------------------------------
 
@@ -86,9 +88,13 @@ class Fleet:
         await runner.setup()
         host, port = parse_listen(settings.admin.listen)
         try:
-            await web.TCPSite(runner, host, port).start()
-        except OSError as error:
-            sys.stderr.write(f"gate: cannot listen: {error}\n")
+            context = self._tls.context("admin", settings.admin)
+            await web.TCPSite(runner, host, port, ssl_context=context).start()
+        except (OSError, ConfigError) as error:
+            problems = (
+                error.problems if isinstance(error, ConfigError) else [f"cannot listen: {error}"]
+            )
+            sys.stderr.write("".join(f"gate: {problem}\n" for problem in problems))
             await runner.cleanup()
             await self._stop_all()
             return 1
@@ -246,12 +252,14 @@ class Fleet:
         try:
             runtime = compile_settings(load(Path(path) if path else None))
             admin.check_restart_free(self._holder.current.settings, runtime.settings)
+            rotate = self._tls.prepare(runtime.settings)  # the admin listener's pair
         except ConfigError as error:
             self._logger.error("reload_refused", path=path, problems=error.problems)
             return error.problems
         problems = [p for found in await self._ask_all("reload") if found for p in found]
         if not problems:
             self._holder.current = runtime  # the admin token may have turned
+            rotate()
         return problems
 
     async def _reload_quietly(self) -> None:

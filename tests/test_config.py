@@ -433,3 +433,36 @@ def test_a_bad_shared_url_is_named_without_its_password(
 def test_mask_url_hides_the_password(url: str, shown: str) -> None:
     """§6: what a log line or a message shows of a shared_url."""
     assert mask_url(url) == shown
+
+
+@pytest.mark.parametrize("section", ["server", "admin", "authz"])
+@pytest.mark.parametrize(
+    ("keys", "says"),
+    [
+        pytest.param('tls_cert_file = "c.pem"', "(tls_key_file is empty)", id="cert-only"),
+        pytest.param('tls_key_file = "k.pem"', "(tls_cert_file is empty)", id="key-only"),
+        pytest.param(
+            'tls_client_ca_file = "ca.pem"', "tls_client_ca_file (mutual TLS) needs", id="ca-only"
+        ),
+    ],
+)
+def test_tls_keys_that_cannot_serve_alone_are_refused(
+    tmp_path: Path, section: str, keys: str, says: str
+) -> None:
+    """§3 TLS: a certificate without its key (or the reverse), or a client CA on a listener
+    without TLS, is one problem naming the section and both keys."""
+    [problem] = problems_of(tmp_path, f"[{section}]\n{keys}\n")
+    assert problem.startswith(f"{section}: "), problem
+    assert says in problem
+    assert "tls_cert_file" in problem and "tls_key_file" in problem
+
+
+def test_tls_keys_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """§3: GATE_SERVER__TLS_CERT_FILE and _KEY_FILE set the proxy listener's pair."""
+    monkeypatch.setenv("GATE_SERVER__TLS_CERT_FILE", "/etc/gate/tls/tls.crt")
+    monkeypatch.setenv("GATE_SERVER__TLS_KEY_FILE", "/etc/gate/tls/tls.key")
+    settings = load()
+    assert (settings.server.tls_cert_file, settings.server.tls_key_file) == (
+        "/etc/gate/tls/tls.crt",
+        "/etc/gate/tls/tls.key",
+    )

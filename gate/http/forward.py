@@ -73,9 +73,12 @@ def _upstream_errors(metrics: Metrics | None) -> Iterator[None]:
 _PLAIN_TOKENS = frozenset({"keep-alive", "close", ""})  # name no header that is forwarded
 
 
-def upstream_headers(head: RequestHead, peer: bytes, *, inspect: bool = False) -> bytes:
+def upstream_headers(
+    head: RequestHead, peer: bytes, *, inspect: bool = False, proto: bytes = b"http"
+) -> bytes:
     """The client's raw header lines minus hop-by-hop ones, plus X-Forwarded-*.
 
+    ``proto``: the scheme the client spoke to the gate (X-Forwarded-Proto).
     ``inspect``: the gate reads this answer itself, so it asks for it unencoded.
     """
     found = head.found
@@ -90,9 +93,10 @@ def upstream_headers(head: RequestHead, peer: bytes, *, inspect: bool = False) -
     forwarded = found.get("x-forwarded-for")
     chain = b", ".join([*(v.encode("latin-1") for v in forwarded), peer]) if forwarded else peer
     host = found.get("host")
-    return b"%sX-Forwarded-For: %s\r\nX-Forwarded-Proto: http\r\n%s" % (
+    return b"%sX-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\n%s" % (
         lines,
         chain,
+        proto,
         b"X-Forwarded-Host: %s\r\n" % host[0].encode("latin-1") if host else b"",
     )
 
@@ -112,7 +116,7 @@ def forward_now(
     ``settle`` hears how it ended, before the connection moves on.
     """
     inspect = action.record is not None
-    lines = upstream_headers(cycle.head, cycle.conn.peer, inspect=inspect)
+    lines = upstream_headers(cycle.head, cycle.conn.peer, inspect=inspect, proto=cycle.conn.proto)
     started = pool.send_now(cycle.method, action.target, lines, action.body)
     if started is None:
         return False
@@ -200,7 +204,7 @@ async def forward(
     whose pooled connection turned out closed).
     """
     inspect = action.record is not None
-    lines = upstream_headers(cycle.head, cycle.conn.peer, inspect=inspect)
+    lines = upstream_headers(cycle.head, cycle.conn.peer, inspect=inspect, proto=cycle.conn.proto)
     payload: bytes | Body | None = action.body
     length = None
     if payload is None and cycle.has_body:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import ssl as _ssl
 from collections.abc import Callable, Coroutine
 from email.utils import formatdate
 from typing import Any, cast
@@ -58,6 +59,7 @@ class ProxyProtocol(asyncio.Protocol):
         self.loop = door.loop
         self.transport: asyncio.Transport | None = None
         self.peer = b"unknown"
+        self.proto = door.proto  # X-Forwarded-Proto: this listener's scheme
         self.closed = False
         self.draining = door.draining
         self._parser = httptools.HttpRequestParser(self)
@@ -418,14 +420,22 @@ class FrontDoor:
         self.tasks: set[asyncio.Task[Any]] = set()
         self.draining = False
         self.date = b""
+        self.proto = b"http"
         self._server: asyncio.AbstractServer | None = None
         self._ticker: asyncio.TimerHandle | None = None
 
-    async def start(self, host: str, port: int, *, reuse_port: bool = False) -> int:
-        """Listen; returns the port (useful when ``port`` is 0)."""
+    async def start(
+        self, host: str, port: int, *, reuse_port: bool = False, ssl: _ssl.SSLContext | None = None
+    ) -> int:
+        """Listen (TLS only, with ``ssl``); returns the port (useful when ``port`` is 0).
+
+        A TLS handshake must end within ``server.header_timeout_s``, as a head must.
+        """
+        self.proto = b"http" if ssl is None else b"https"
         self._server = await self.loop.create_server(
-            lambda: ProxyProtocol(self), host, port, backlog=1024, reuse_port=reuse_port or None
-        )
+            lambda: ProxyProtocol(self), host, port, backlog=1024, reuse_port=reuse_port or None,
+            ssl=ssl, ssl_handshake_timeout=self.header_timeout if ssl is not None else None,
+        )  # fmt: skip
         self._tick()
         return int(self._server.sockets[0].getsockname()[1])
 

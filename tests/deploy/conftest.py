@@ -31,6 +31,7 @@ DEPLOY = ROOT / "deploy"
 KUSTOMIZATIONS = {
     "base": DEPLOY / "kubernetes" / "base",
     "production": DEPLOY / "kubernetes" / "overlays" / "production",
+    "tls": DEPLOY / "kubernetes" / "overlays" / "tls",  # the base with components/tls
 }
 RULES = DEPLOY / "prometheus" / "gate.rules.yaml"
 RULE_TESTS = DEPLOY / "prometheus" / "gate.rules.test.yaml"

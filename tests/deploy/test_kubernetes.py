@@ -279,3 +279,32 @@ async def test_probe_and_scrape_paths_answer_without_the_admin_token(
             assert response.status == 401
         async with session.get(probe, headers={"Authorization": f"Bearer {token}"}) as response:
             assert response.status == 404  # authorised; nothing cached
+
+
+def test_tls_component_mounts_a_tls_secret_where_the_settings_point() -> None:
+    """components/tls: a kubernetes.io/tls Secret's tls.crt and tls.key, mounted read-only as a
+    directory (no subPath, so the kubelet can replace them for a reload), are the files that
+    GATE_SERVER__TLS_CERT_FILE and GATE_SERVER__TLS_KEY_FILE name; the base has no TLS."""
+    base, objects = kustomize("base"), kustomize("tls")
+    assert not [e for e in _container(base)["env"] if "TLS" in e["name"]]
+    container = _container(objects)
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    files = {
+        name: env[name] for name in ("GATE_SERVER__TLS_CERT_FILE", "GATE_SERVER__TLS_KEY_FILE")
+    }
+    assert all(is_setting(name) for name in files)
+    volume = next(v for v in _pod(objects)["volumes"] if v["name"] == "tls")
+    items = {item["path"]: item["key"] for item in volume["secret"]["items"]}
+    assert set(items.values()) == {"tls.crt", "tls.key"}  # the keys of type kubernetes.io/tls
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "tls")
+    assert mount["readOnly"] is True and "subPath" not in mount
+    for name, path in files.items():
+        directory, _, file = path.rpartition("/")
+        assert directory == mount["mountPath"], name
+        assert items[file] == ("tls.crt" if name.endswith("CERT_FILE") else "tls.key")
+    others = [m["mountPath"] for m in container["volumeMounts"] if m["name"] != "tls"]
+    assert not [p for p in others if mount["mountPath"].startswith(p + "/")], "nested mount"
+    # The gate's group (fsGroup) reads the key; nobody else does.
+    assert volume["secret"]["defaultMode"] & 0o007 == 0
+    security = _pod(objects)["securityContext"]
+    assert security["fsGroup"] == security["runAsGroup"]

@@ -7,11 +7,13 @@ so a renamed metric breaks this test, not a dashboard in production.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import aiohttp
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.certs import Authority, Pair
 from tests.contract.conftest import ServeGate
 from tests.deploy.conftest import PROMETHEUS_RULE, RULES
 from tests.deploy.test_grafana import queries, variable_queries
@@ -33,9 +35,10 @@ def _rule_expressions() -> list[str]:
     return [rule["expr"] for group in rules + operator for rule in group["rules"]]
 
 
-async def _exported(serve_gate: ServeGate) -> set[str]:
-    """What a gate with workers exports (the parent adds gate_worker_restarts_total)."""
-    served = await serve_gate(server="workers = 2\n")
+async def _exported(serve_gate: ServeGate, tls: Pair) -> set[str]:
+    """What a gate with workers exports (the parent adds gate_worker_restarts_total), its proxy
+    on TLS (a TLS listener exports its certificate's expiry)."""
+    served = await serve_gate(server="workers = 2\n" + tls.toml())
     async with (
         aiohttp.ClientSession() as session,
         session.get(f"{served.admin_url}/metrics") as response,
@@ -63,10 +66,10 @@ def test_name_extraction_reads_metrics_not_recorded_series() -> None:
 
 
 async def test_rules_and_dashboard_use_exported_metrics_or_planned_ones(
-    serve_gate: ServeGate,
+    serve_gate: ServeGate, tmp_path: Path
 ) -> None:
     """Every gate_* name in the rules and the dashboard is exported, or listed as planned."""
-    exported = await _exported(serve_gate)
+    exported = await _exported(serve_gate, Authority(tmp_path).issue())
     assert "gate_decisions_total" in exported and "gate_build_info" in exported
     used = set()
     for expression in _rule_expressions() + queries() + variable_queries():
@@ -78,9 +81,9 @@ async def test_rules_and_dashboard_use_exported_metrics_or_planned_ones(
     assert PLANNED_METRICS.keys() <= used
 
 
-async def test_dashboard_shows_every_exported_metric(serve_gate: ServeGate) -> None:
+async def test_dashboard_shows_every_exported_metric(serve_gate: ServeGate, tmp_path: Path) -> None:
     """A metric the gate exports has a panel: a new metric needs a place on the dashboard."""
-    exported = await _exported(serve_gate)
+    exported = await _exported(serve_gate, Authority(tmp_path).issue())
     shown = set()
     for expression in queries():
         shown |= names_in(expression)

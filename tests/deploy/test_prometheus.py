@@ -13,7 +13,7 @@ from tests.deploy.conftest import PROMETHEUS_RULE, RULE_TESTS, RULES, run, tool
 ALERTS = {
     "GateDown", "GateAbsent", "GateUpstreamErrors", "GateLookupErrors", "GateBlockedRatioJump",
     "GateLookupLatencyHigh", "GateUpstreamLatencyHigh", "GateConfigReloadFailed",
-    "GateWorkerRestarts", "GateSharedTierErrors",
+    "GateWorkerRestarts", "GateSharedTierErrors", "GateTlsCertificateExpiresSoon",
 }  # fmt: skip
 _RECORDED = re.compile(r"\b[a-z_]+:[a-z0-9_]+:[a-z0-9_]+\b")
 
