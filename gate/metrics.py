@@ -32,7 +32,9 @@ _FAST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _UPSTREAM_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0)
 
 
-_EARLIEST = frozenset({"gate_tls_certificate_expiry_timestamp_seconds"})
+# Merged by their smallest value: the first certificate to lapse; the tier up only if every
+# worker uses it.
+_EARLIEST = frozenset({"gate_tls_certificate_expiry_timestamp_seconds", "gate_shared_cache_up"})
 """Merged across processes by their minimum: the certificate that lapses first is the one to
 alert on (a worker that missed a reload still serves the old one)."""
 

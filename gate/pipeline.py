@@ -139,7 +139,8 @@ class Pipeline:
             return Relayed(action.status, action.error)
         if self._left(cycle, action):
             return Relayed(499)
-        return await forward(cycle, action, self.pool, self.metrics)
+        kept = functools.partial(self._record, action) if action.record is not None else None
+        return await forward(cycle, action, self.pool, self.metrics, kept=kept)
 
     @staticmethod
     def _left(cycle: Cycle, action: Forward) -> bool:
@@ -161,10 +162,22 @@ class Pipeline:
             return
         if relayed.error is not None:
             trace.refused(relayed.error)
-        record = action.record if isinstance(action, Forward) else None
-        if record is not None and proves_acceptance(relayed.status, relayed.body):
-            self.store.record(record.partner, record.customer)
+        if isinstance(action, Forward):
+            self._record(action, relayed.status, relayed.body)
         finish(trace, relayed.status, relayed.error, self.metrics, self.lines)
+
+    def _record(self, action: Forward, status: int, answer: bytes | None) -> None:
+        """A confirmation the upstream accepted: the pair is accepted, before the caller hears.
+
+        Recording before the answer is written means every worker (and replica) knows
+        the pair by the time the caller can send its next order.
+        """
+        trace, record = action.trace, action.record
+        if record is None or trace is None or trace.recorded:
+            return
+        if proves_acceptance(status, answer):
+            trace.recorded = True
+            self.store.record(record.partner, record.customer)
 
     def _gone(self, gated: Gated) -> None:
         trace = gated.trace

@@ -36,6 +36,7 @@ class Trace:
     acceptance: str | None = None  # the state the store answered; None when nobody asked
     facts: str | None = None  # what the body said that the rule's `when` depends on
     gated: bool = True  # False once the body shows the call is not gated after all
+    recorded: bool = False  # a confirmation whose answer proved acceptance was recorded
 
     def refused(self, error_name: str) -> str:
         """Mark a refusal (unless a verdict that let it through stands) and say the header."""

@@ -101,6 +101,8 @@ def upstream_headers(
     )
 
 
+Kept = Callable[[int, bytes], None]
+"""Told an answer the gate read whole (a confirmation's) before the caller gets it."""
 Settle = Callable[[Relayed], None]
 """Told how a call carried on by callbacks ended (gated calls: the log line, a confirmation)."""
 
@@ -164,10 +166,12 @@ def _answered(
         block = upstream.relayed
         if action.decision is not None:
             block += b"X-Gate-Decision: %s\r\n" % action.decision.encode()
+        if settle is not None:  # recorded and logged before the caller hears (confirmations)
+            settle(Relayed(status, body=whole))
         cycle.respond(status, upstream.reason_bytes, block, length=len(whole), body=whole)
         upstream.release()
         metrics.in_flight -= 1
-        _settled(cycle, Relayed(status, body=whole), settle)
+        cycle.conn.finished(cycle)
     except Exception as exc:  # a bug: the connection must not be left hanging
         cycle.conn.fail(cycle, exc)
 
@@ -196,7 +200,13 @@ async def _relay_and_release(
 
 
 async def forward(
-    cycle: Cycle, action: Forward, pool: UpstreamPool, metrics: Metrics, *, fresh: bool = False
+    cycle: Cycle,
+    action: Forward,
+    pool: UpstreamPool,
+    metrics: Metrics,
+    *,
+    fresh: bool = False,
+    kept: Kept | None = None,
 ) -> Relayed:
     """Send the call upstream and relay the answer to the client.
 
@@ -224,7 +234,7 @@ async def forward(
             return _refuse(cycle, error, action.decision)
         metrics.upstream_duration.observe(time.perf_counter() - started)
         try:
-            return await _relay(cycle, upstream, metrics, action.decision, inspect)
+            return await _relay(cycle, upstream, metrics, action.decision, inspect, kept)
         finally:
             upstream.release()
     finally:
@@ -242,7 +252,12 @@ def _refuse(cycle: Cycle, error: GateError, decision: str | None) -> Relayed:
 
 
 async def _relay(
-    cycle: Cycle, upstream: UpstreamResponse, metrics: Metrics, decision: str | None, inspect: bool
+    cycle: Cycle,
+    upstream: UpstreamResponse,
+    metrics: Metrics,
+    decision: str | None,
+    inspect: bool,
+    kept: Kept | None = None,
 ) -> Relayed:
     block = upstream.relayed
     if decision is not None:
@@ -254,25 +269,29 @@ async def _relay(
         return Relayed(status)
     whole = upstream.whole()
     if whole is not None:  # it all came with the head: one write
+        if kept is not None:
+            kept(status, whole)
         cycle.respond(status, reason, block, length=len(whole), body=whole)
         return Relayed(status, body=whole)
     limit = _INSPECT_LIMIT if inspect else _BUFFER_LIMIT
-    kept: list[bytes] = []
+    pieces: list[bytes] = []
     if length is None or length <= limit:
         size = 0
         try:
             while (chunk := await upstream.next_chunk()) is not None:
-                kept.append(chunk)
+                pieces.append(chunk)
                 size += len(chunk)
                 if size > limit:
                     break
             else:
-                whole = b"".join(kept)
+                whole = b"".join(pieces)
+                if kept is not None:
+                    kept(status, whole)
                 cycle.respond(status, reason, block, length=len(whole), body=whole)
                 return Relayed(status, body=whole)
         except (TimeoutError, UpstreamClosed) as exc:  # nothing sent yet: still a 502/504
             return _refuse(cycle, _translated(exc, metrics), decision)
-    return await _stream(cycle, upstream, status, reason, block, length, kept, metrics)
+    return await _stream(cycle, upstream, status, reason, block, length, pieces, metrics)
 
 
 async def _stream(

@@ -104,6 +104,12 @@ async def test_a_confirmation_through_one_worker_is_known_to_every_worker(
     await _workers(served)
     status, _ = await _fresh(served, "POST", agreements_path(), json=confirmation(), headers=auth())
     assert status == 201
+    async with asyncio.timeout(10):  # told to the other worker over the control channel
+        while True:
+            _, text = await _admin(served, "GET", "/metrics")
+            if metric(text, "gate_acceptance_cache_entries") == 2:  # one pair, two workers
+                break
+            await asyncio.sleep(0.02)
     lookups = len(upstream.sandbox.calls("GET", "/agreements"))
     for _ in range(16):
         assert await _fresh(served, "POST", orders_path(), json=order(), headers=auth()) == (
