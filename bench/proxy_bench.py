@@ -54,6 +54,7 @@ from servers import (
 )
 
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
 REPO = HERE.parent
 # An unsigned JWT whose payload is {"tid": "11111111-aaaa-4aaa-8aaa-111111111111"}.
 TOKEN = "eyJhbGciOiAibm9uZSJ9.eyJ0aWQiOiAiMTExMTExMTEtYWFhYS00YWFhLThhYWEtMTExMTExMTExMTExIn0.sig"
@@ -62,7 +63,9 @@ CUSTOMER = "c0ffee00-1234-4321-abcd-0123456789ab"
 READ_PATH = f"/v1/customers/{CUSTOMER}/subscriptions"
 ORDER_PATH = f"/v1/customers/{CUSTOMER}/orders"
 
-TARGETS = ("direct", "nginx", "minimal", "gate")
+TARGETS = ("direct", "nginx", "minimal", "gate", "nginx+gate")
+# nginx+gate: nginx from deploy/nginx/gate.conf.template, asking the gate's decision service
+# (authz.listen) by auth_request for every call that can be gated; CPU and RSS are both's.
 WORKLOADS = ("reads", "orders", "mix", "cold")
 WORKER_TARGETS = ("gate-1w", "gate-2w")  # reads only, the gate unpinned on every core
 CONNECTIONS = 64  # throughput runs
@@ -148,6 +151,8 @@ class Bench:
             port = free_port()
             argv = [sys.executable, str(HERE / "minimal_proxy.py"), str(port), upstream]
             self.servers["minimal"] = self._start("minimal", argv, self.proxy_cpus, port)
+        if "nginx+gate" in targets:
+            self.servers["nginx+gate"] = self._nginx_and_gate(up)
         for name, workers, cpus in (
             ("gate", 1, self.proxy_cpus),
             ("gate-1w", 1, self.all_cpus),
@@ -173,15 +178,54 @@ class Bench:
             f"nginx-{name}", ["nginx", "-c", str(path), "-p", str(self.tmp)], cpus, port
         )
 
-    def _gate(self, name: str, workers: int, cpus: str | None, upstream: str) -> Server:
-        port, admin = free_port(), free_port()
+    def _nginx_and_gate(self, upstream: Server) -> Server:
+        """The shipped nginx template in front, the gate's decision service beside it."""
+        authz, proxy = free_port(), free_port()
+        gate = self._gate(
+            "gate-authz", 1, self.proxy_cpus, upstream.url(""),
+            extra=f'[authz]\nlisten = "127.0.0.1:{authz}"\n', port=proxy,
+        )  # fmt: skip
+        port = free_port()
+        prefix = self.tmp / "nginx-gate"
+        prefix.mkdir(exist_ok=True)
+        rendered = subprocess.run(
+            ["envsubst", "$NGINX_LISTEN $UPSTREAM_URL $UPSTREAM_SERVER $GATE_AUTHZ $GATE_PROXY"],
+            input=(ROOT / "deploy" / "nginx" / "gate.conf.template").read_text(),
+            capture_output=True, text=True, check=True,
+            env={
+                **os.environ,
+                "NGINX_LISTEN": f"127.0.0.1:{port}",
+                "UPSTREAM_URL": upstream.url(""),
+                "UPSTREAM_SERVER": f"127.0.0.1:{upstream.port}",
+                "GATE_AUTHZ": f"127.0.0.1:{authz}",
+                "GATE_PROXY": f"127.0.0.1:{proxy}",
+            },
+        ).stdout  # fmt: skip
+        conf = prefix / "gate.conf"
+        conf.write_text(rendered)
+        argv = ["nginx", "-p", str(prefix), "-c", str(conf), "-g", "daemon off;"]
+        server = self._start("nginx+gate", argv, self.proxy_cpus, port)
+        server.also.append(gate)
+        return server
+
+    def _gate(
+        self,
+        name: str,
+        workers: int,
+        cpus: str | None,
+        upstream: str,
+        *,
+        extra: str = "",
+        port: int | None = None,
+    ) -> Server:
+        port, admin = port or free_port(), free_port()
         port_was = port
         config = self.tmp / f"{name}.toml"
         config.write_text(
             f'[server]\nlisten = "127.0.0.1:{port}"\nworkers = {workers}\nshutdown_grace_s = 1\n'
             f'[admin]\nlisten = "127.0.0.1:{admin}"\n'
             f'[upstream]\nurl = "{upstream}"\n'
-            f'[log]\nlevel = "{"info" if self.args.info_logs else "warning"}"\n'
+            f'[log]\nlevel = "{"info" if self.args.info_logs else "warning"}"\n{extra}'
         )
         checkout = self.args.gate_checkout
         python = checkout / ".venv" / "bin" / "python"
@@ -232,7 +276,7 @@ class Bench:
                 continue
             status, headers = _call(server.url(ORDER_PATH), BODY)
             decision = headers.get("X-Gate-Decision")
-            if status != 200 or (name.startswith("gate") and decision != "allowed"):
+            if status != 200 or ("gate" in name and decision != "allowed"):
                 raise RuntimeError(f"{name}: order answered {status}, X-Gate-Decision {decision}")
             status, headers = _call(server.url(READ_PATH), None)
             if status != 200 or "X-Gate-Decision" in headers:
@@ -290,15 +334,19 @@ class Bench:
             str(PACED_RATE if paced else 0),
             str(random.getrandbits(31)),
         ]
-        pid = server.pid
-        tree_peak_rss(pid, reset=True)
-        cpu_before = tree_cpu_seconds(pid)
+        roots = [server.pid, *(also.pid for also in server.also)]
+        for root in roots:
+            tree_peak_rss(root, reset=True)
+        cpu_before = [tree_cpu_seconds(root) for root in roots]
         self.clock.busy()
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
         busy = self.clock.busy()
-        user, system = (b - a for a, b in zip(cpu_before, tree_cpu_seconds(pid), strict=True))
+        user = system = 0.0
+        for root, before in zip(roots, cpu_before, strict=True):
+            after = tree_cpu_seconds(root)
+            user, system = user + after[0] - before[0], system + after[1] - before[1]
         cpu = user + system
-        peak = tree_peak_rss(pid)
+        peak = sum(tree_peak_rss(root) for root in roots)
         line = next((ln for ln in done.stdout.splitlines() if ln.startswith("BENCH ")), None)
         if done.returncode != 0 or line is None:
             raise RuntimeError(f"wrk failed on {target}/{workload}:\n{done.stdout}{done.stderr}")

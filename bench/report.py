@@ -30,6 +30,7 @@ LABELS = {
     "nginx": "nginx proxy_pass",
     "minimal": "minimal aiohttp",
     "gate": "gate",
+    "nginx+gate": "nginx + gate authz",
     "gate-1w": "gate, 1 worker",
     "gate-2w": "gate, 2 workers",
 }
@@ -39,7 +40,9 @@ CHECKS = (
     ("orders_vs_nginx", ">=", 0.33, "gated orders (warm cache), req/s vs nginx"),
     ("reads_p99_added_ms", "<=", 0.3, "reads, p99 added over direct at 1000 req/s"),
     ("orders_p99_added_ms", "<=", 0.5, "gated orders, p99 added over direct at 1000 req/s"),
+    ("authz_mix_vs_nginx", ">=", 0.7, "nginx + gate decision service, 90/10 mix, vs nginx alone"),
 )
+_TABLE = ("direct", "nginx", "minimal", "gate")
 
 
 def _git(checkout: Path) -> str:
@@ -161,6 +164,8 @@ def figures(results: Results) -> dict[str, float | None]:
     out["reads_cpu_us"] = results.median("gate", "reads", "rps", "cpu_us")
     out["orders_cpu_us"] = results.median("gate", "orders", "rps", "cpu_us")
     out["workers2_vs_1"] = _ratio(results, "gate-2w", "gate-1w", "reads")
+    out["authz_mix_vs_nginx"] = _ratio(results, "nginx+gate", "nginx", "mix")
+    out["authz_mix_vs_gate"] = _ratio(results, "nginx+gate", "gate", "mix")
     return out
 
 
@@ -230,7 +235,7 @@ COLUMNS = (
 def render(results: Results) -> str:
     lines = ["", header(results.meta), ""]
     for workload in ("reads", "orders", "mix", "cold"):
-        rows = [_row(results, t, workload) for t in ("direct", "nginx", "minimal", "gate")]
+        rows = [_row(results, t, workload) for t in (*_TABLE, "nginx+gate")]
         if any(rows):
             lines += [TITLES[workload], COLUMNS, *(r for r in rows if r), ""]
     workers = [_row(results, t, "reads") for t in ("gate-1w", "gate-2w")]

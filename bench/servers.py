@@ -126,6 +126,7 @@ class Server:
     port: int
     stop_timeout: float = 10.0
     extra: dict[str, int] = field(default_factory=dict)
+    also: list[Server] = field(default_factory=list)  # measured with it (nginx+gate's gate)
 
     @classmethod
     def start(

@@ -26,6 +26,7 @@ confirmation that passes Envoy is only seen on the next lookup, within
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Coroutine
 from typing import Any
@@ -40,6 +41,7 @@ from gate.metrics import Metrics
 
 __all__ = ["DecisionService"]
 
+_INLINE_BODY = 64 * 1024  # check bodies up to this size (by Content-Length) are taken whole
 _RELAYED_TO_NGINX = frozenset({b"x-gate-decision", b"retry-after"})
 
 
@@ -71,8 +73,42 @@ class DecisionService:
                 refused = answer_error(_unread_confirmation(), action.trace)
                 self._settled(cycle, refused, nginx)
                 return None
-            return self._decide(cycle, action, b"", nginx)
+            return self._decided(cycle, action, b"", nginx)
+        length = cycle.length
+        small = length is not None and length <= min(_INLINE_BODY, action.runtime.max_gated_body)
+        if small and cycle.head.getall("x-envoy-auth-partial-body") != ["true"]:
+            cycle.body.when_complete(functools.partial(self._body_in, cycle, action, nginx))
+            return None
         return self._read_and_decide(cycle, action, nginx)
+
+    def _body_in(self, cycle: Cycle, gated: Gated, nginx: bool, raw: bytes | BaseException) -> None:
+        """A small body has arrived whole (or failed): decide at once from a cached pair."""
+        try:
+            if isinstance(raw, ClientGone):
+                cycle.conn.finished(cycle)
+                return
+            if isinstance(raw, BaseException):
+                error = raw if isinstance(raw, GateError) else GateError("Unreadable body.")
+                self._settled(cycle, answer_error(error, gated.trace), nginx)
+                return
+            work = self._decided(cycle, gated, raw, nginx)
+            if work is not None:
+                cycle.conn.run(cycle, work)
+        except Exception as exc:  # a bug: the connection must not be left hanging
+            cycle.conn.fail(cycle, exc)
+
+    def _decided(
+        self, cycle: Cycle, gated: Gated, raw: bytes, nginx: bool
+    ) -> Coroutine[Any, Any, None] | None:
+        """Answer at once from a cached pair; a coroutine when a lookup is needed."""
+        action = self._decider.decide_now(gated, cycle.head, raw)
+        if isinstance(action, Pending):
+            return self._resumed(cycle, action, nginx)
+        self._settled(cycle, action, nginx)
+        return None
+
+    async def _resumed(self, cycle: Cycle, pending: Pending, nginx: bool) -> None:
+        self._reply(cycle, await self._decider.resume(pending), nginx)
 
     def _settled(self, cycle: Cycle, action: Action, nginx: bool) -> None:
         """Answered at once: the connection moves on (no task was needed)."""
@@ -110,9 +146,6 @@ class DecisionService:
             return
         except ClientGone:
             return
-        await self._decide(cycle, gated, raw, nginx)
-
-    async def _decide(self, cycle: Cycle, gated: Gated, raw: bytes, nginx: bool) -> None:
         action = self._decider.decide_now(gated, cycle.head, raw)
         if isinstance(action, Pending):
             action = await self._decider.resume(action)
