@@ -28,6 +28,9 @@ _KINDS = {
     b"authorization": _READ | _FORWARD,
     b"content-encoding": _READ | _FORWARD,
     b"ms-correlationid": _READ | _FORWARD,
+    b"x-original-uri": _READ | _FORWARD,  # nginx auth_request (gate.authz)
+    b"x-original-method": _READ | _FORWARD,
+    b"x-envoy-auth-partial-body": _READ | _FORWARD,  # Envoy ext_authz
     b"x-http-method": _READ | _FORWARD,
     b"x-http-method-override": _READ | _FORWARD,
     b"x-method-override": _READ | _FORWARD,
