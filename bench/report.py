@@ -292,7 +292,7 @@ def chart(results: Results, path: Path) -> None:
     ]
     targets = [
         t
-        for t in ("direct", "nginx", "minimal", "gate")
+        for t in (*_TABLE, "nginx+gate")
         if any(results.get(t, w, k) for w in workloads for k in ("rps", "paced"))
     ]
     if not workloads or not targets:
