@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from gate.errors import AmbiguousBody, BodyTooLarge
 
 if TYPE_CHECKING:
-    from gate.http.server import ProxyProtocol
+    from gate.http.protocol import ProxyProtocol
 
 __all__ = ["NOT_FORWARDED", "Body", "ClientGone", "Cycle", "RequestHead"]
 
