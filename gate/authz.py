@@ -77,25 +77,21 @@ class DecisionService:
         length = cycle.length
         small = length is not None and length <= min(_INLINE_BODY, action.runtime.max_gated_body)
         if small and cycle.head.getall("x-envoy-auth-partial-body") != ["true"]:
-            cycle.body.when_complete(functools.partial(self._body_in, cycle, action, nginx))
+            cycle.conn.after_body(cycle, functools.partial(self._body_in, cycle, action, nginx))
             return None
         return self._read_and_decide(cycle, action, nginx)
 
-    def _body_in(self, cycle: Cycle, gated: Gated, nginx: bool, raw: bytes | BaseException) -> None:
+    def _body_in(
+        self, cycle: Cycle, gated: Gated, nginx: bool, raw: bytes | GateError | ClientGone
+    ) -> Coroutine[Any, Any, None] | None:
         """A small body has arrived whole (or failed): decide at once from a cached pair."""
-        try:
-            if isinstance(raw, ClientGone):
-                cycle.conn.finished(cycle)
-                return
-            if isinstance(raw, BaseException):
-                error = raw if isinstance(raw, GateError) else GateError("Unreadable body.")
-                self._settled(cycle, answer_error(error, gated.trace), nginx)
-                return
-            work = self._decided(cycle, gated, raw, nginx)
-            if work is not None:
-                cycle.conn.run(cycle, work)
-        except Exception as exc:  # a bug: the connection must not be left hanging
-            cycle.conn.fail(cycle, exc)
+        if isinstance(raw, ClientGone):
+            cycle.conn.finished(cycle)
+            return None
+        if isinstance(raw, GateError):
+            self._settled(cycle, answer_error(raw, gated.trace), nginx)
+            return None
+        return self._decided(cycle, gated, raw, nginx)
 
     def _decided(
         self, cycle: Cycle, gated: Gated, raw: bytes, nginx: bool

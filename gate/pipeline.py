@@ -62,7 +62,7 @@ class Pipeline:
             if not cycle.has_body:
                 return self._decided(cycle, action, b"")
             if length is not None and length <= min(_INLINE_BODY, action.runtime.max_gated_body):
-                cycle.body.when_complete(functools.partial(self._body_in, cycle, action))
+                cycle.conn.after_body(cycle, functools.partial(self._body_in, cycle, action))
                 return None
             return self.handle(cycle, action)
         return self._run(cycle, action)
@@ -70,26 +70,22 @@ class Pipeline:
     async def _pass(self, cycle: Cycle, action: Forward) -> None:
         await forward(cycle, action, self.pool, self.metrics)
 
-    def _body_in(self, cycle: Cycle, gated: Gated, raw: bytes | BaseException) -> None:
+    def _body_in(
+        self, cycle: Cycle, gated: Gated, raw: bytes | GateError | ClientGone
+    ) -> Coroutine[Any, Any, None] | None:
         """A small gated body has arrived whole (or failed): decide and send, task-free."""
-        try:
-            if isinstance(raw, ClientGone):
-                self._gone(gated)
-                cycle.conn.finished(cycle)
-                return
-            work = self._decided(cycle, gated, raw)
-            if work is not None:
-                cycle.conn.run(cycle, work)
-        except Exception as exc:  # a bug: the connection must not be left hanging
-            cycle.conn.fail(cycle, exc)
+        if isinstance(raw, ClientGone):
+            self._gone(gated)
+            cycle.conn.finished(cycle)
+            return None
+        return self._decided(cycle, gated, raw)
 
     def _decided(
-        self, cycle: Cycle, gated: Gated, raw: bytes | BaseException
+        self, cycle: Cycle, gated: Gated, raw: bytes | GateError
     ) -> Coroutine[Any, Any, None] | None:
         """Carry on with a gated call's body: at once from a cached pair, else in a task."""
-        if isinstance(raw, BaseException):
-            error = raw if isinstance(raw, GateError) else GateError("The body could not be read.")
-            action: Action | Pending = answer_error(error, gated.trace)
+        if isinstance(raw, GateError):
+            action: Action | Pending = answer_error(raw, gated.trace)
         else:
             action = self.decider.decide_now(gated, cycle.head, raw)
         if isinstance(action, Pending):

@@ -33,11 +33,13 @@ from gate.http.cycle import ClientGone, Cycle, RequestHead
 if TYPE_CHECKING:
     from gate.http.server import FrontDoor
 
-__all__ = ["Handler", "ProxyProtocol"]
+__all__ = ["BodyStep", "Handler", "ProxyProtocol"]
 
 Handler = Callable[[Cycle], Coroutine[Any, Any, None] | None]
 """Starts a cycle: a coroutine to run as its task, or None when it carries on by callbacks
 (and then calls ``ProxyProtocol.finished`` itself)."""
+BodyStep = Callable[[bytes | GateError | ClientGone], Coroutine[Any, Any, None] | None]
+"""Carries a cycle on with its whole body (or why it is missing); see ``after_body``."""
 _SLACK = 256 * 1024  # what one read may add on top of a head that is still incomplete
 
 
@@ -231,6 +233,25 @@ class ProxyProtocol(asyncio.Protocol):
     def _start_next(self) -> None:
         if self._queue and not self._queue[0].started and not self.closed:
             self._start(self._queue[0])
+
+    def after_body(self, cycle: Cycle, step: BodyStep) -> None:
+        """Call ``step`` once the whole body is in (or has failed), without a task.
+
+        For a small body both front doors decide from: what ``step`` cannot finish
+        at once it returns as a coroutine, which then runs as the cycle's task.
+        """
+
+        def told(raw: bytes | BaseException) -> None:
+            try:
+                if not isinstance(raw, bytes | GateError | ClientGone):
+                    raw = GateError("The request body could not be read.")
+                work = step(raw)
+                if work is not None:
+                    self.run(cycle, work)
+            except Exception as exc:  # a bug: the connection must not be left hanging
+                self.fail(cycle, exc)
+
+        cycle.body.when_complete(told)
 
     def run(self, cycle: Cycle, work: Coroutine[Any, Any, Any]) -> None:
         """Carry on with ``cycle`` in a task; ``finished`` is called when it ends."""
