@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import sys
+from pathlib import Path
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -17,6 +19,9 @@ CUSTOMER = "c0ffee00-1234-4321-abcd-0123456789ab"
 RESELLER = "33333333-cccc-4ccc-8ccc-333333333333"
 CONTACT_FIRST, CONTACT_LAST = "Ada", "Lovelace"
 CONTACT_EMAIL, CONTACT_PHONE = "ada.lovelace@contoso.example", "+1 425 555 0100"
+# The installed console script beside this interpreter: what a user runs, never the checkout
+# (`python -m gate` from the repository root would import the source tree instead).
+GATE_COMMAND = (str(Path(sys.executable).with_name("gate")),)
 
 
 def auth(partner: str = PARTNER_A, **claims: Any) -> dict[str, str]:

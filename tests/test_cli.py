@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from gate import __version__
-from tests.support import CUSTOMER, PARTNER_A
+from tests.support import CUSTOMER, GATE_COMMAND, PARTNER_A
 
 ROOT = Path(__file__).resolve().parent.parent
 C = f"/v1/customers/{CUSTOMER}"
@@ -18,7 +17,7 @@ C = f"/v1/customers/{CUSTOMER}"
 def gate(*args: str) -> subprocess.CompletedProcess[str]:
     """Run `python -m gate ARGS` from the repository root; the environment is the test's."""
     return subprocess.run(
-        [sys.executable, "-m", "gate", *args],
+        [*GATE_COMMAND, *args],
         capture_output=True,
         text=True,
         cwd=ROOT,

@@ -39,7 +39,7 @@ COVERED_ELSEWHERE = {
     "sandbox": "the fake upstream every contract test runs against",
 }
 # Test files about the package as a whole, not one module.
-PACKAGE_WIDE = {"exports", "layout", "readme"}
+PACKAGE_WIDE = {"exports", "layout", "package", "readme"}
 
 
 def has_logic(path: Path) -> bool:

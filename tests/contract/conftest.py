@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import socket
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ import pytest
 from multidict import CIMultiDict
 
 from tests.conftest import Upstream
+from tests.support import GATE_COMMAND
 
 _READ_BOUND_S = 20.0
 
@@ -182,7 +182,7 @@ async def serve_gate(upstream: Upstream, tmp_path: Path) -> AsyncIterator[ServeG
         stdout, stderr = tmp_path / f"gate-{index}.out", tmp_path / f"gate-{index}.err"
         with stdout.open("wb") as out, stderr.open("wb") as err:
             process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "gate", "serve", "--config", str(config),
+                *GATE_COMMAND, "serve", "--config", str(config),
                 stdout=out, stderr=err, env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )  # fmt: skip
         served = Served(

@@ -6,7 +6,6 @@ import asyncio
 import json
 import signal
 import socket
-import sys
 from pathlib import Path
 
 import aiohttp
@@ -14,7 +13,7 @@ import pytest
 
 from tests.conftest import Upstream
 from tests.contract.conftest import Served, ServeGate, exchange, free_port, serve_toml
-from tests.support import CONTACT_EMAIL, auth, order, orders_path
+from tests.support import CONTACT_EMAIL, GATE_COMMAND, auth, order, orders_path
 
 
 async def _order(served: Served) -> tuple[int, str | None, str]:
@@ -108,7 +107,7 @@ async def test_sighup_with_a_broken_file_keeps_the_running_config(
 
 async def _run_serve(config: Path) -> tuple[int, str]:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gate", "serve", "--config", str(config),
+        *GATE_COMMAND, "serve", "--config", str(config),
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     try:

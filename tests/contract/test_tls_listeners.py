@@ -14,7 +14,6 @@ import json
 import os
 import signal
 import ssl
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -28,7 +27,7 @@ from gate.config import load
 from tests.certs import Authority, Pair, peer_serial
 from tests.conftest import ServeApp, StartGate, Upstream
 from tests.contract.conftest import RawResponse, Served, exchange, free_port, read_response
-from tests.support import CUSTOMER, auth, metric, order, orders_path
+from tests.support import CUSTOMER, GATE_COMMAND, auth, metric, order, orders_path
 
 _BOUND_S = 20.0
 _EXPIRY = "gate_tls_certificate_expiry_timestamp_seconds"
@@ -245,7 +244,7 @@ async def serve_tls(upstream: Upstream, tmp_path: Path) -> AsyncIterator[ServeTl
         stdout, stderr = tmp_path / f"tls-{index}.out", tmp_path / f"tls-{index}.err"
         with stdout.open("wb") as out, stderr.open("wb") as err:
             process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "gate", "serve", "--config", str(config),
+                *GATE_COMMAND, "serve", "--config", str(config),
                 stdout=out, stderr=err, env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )  # fmt: skip
         scheme = "https" if admin_ssl is not None else "http"
@@ -355,7 +354,7 @@ async def test_admin_and_authz_listeners_speak_tls_with_their_own_pairs(
 async def _run_gate(*args: str) -> tuple[int, str]:
     """Run the gate command to its end (bounded; killed by PID if it overstays)."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gate", *args,
+        *GATE_COMMAND, *args,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     try:

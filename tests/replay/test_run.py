@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import json
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import pytest
 
 from gate.cli import main
 from tests.replay.logs import SUBSCRIPTION, line
-from tests.support import PARTNER_A
+from tests.support import GATE_COMMAND, PARTNER_A
 
 ROOT = Path(__file__).resolve().parents[2]
 MIXED = b"".join(
@@ -133,7 +132,7 @@ def test_stdin(tmp_path: Path) -> None:
     """§4: `-` reads the log from standard input (here gzip-compressed)."""
     config = _write(tmp_path, "observe.toml", b'[policy]\nmode = "observe"\n')
     result = subprocess.run(
-        [sys.executable, "-m", "gate", "replay", "--config", config, "--json", "-"],
+        [*GATE_COMMAND, "replay", "--config", config, "--json", "-"],
         input=gzip.compress(MIXED), capture_output=True, cwd=ROOT, check=False,
     )  # fmt: skip
     assert result.returncode == 1, result.stderr
