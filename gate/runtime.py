@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from yarl import URL
 
+from gate.acceptance.lookup import LookupRules, compile_rules
 from gate.config import Settings
 from gate.core.classify import RuleTable
 from gate.core.policy import Policy
@@ -25,6 +26,7 @@ class Runtime:
     upstream: URL
     upstream_prefix: str
     seat_changes_only: bool
+    lookup_rules: LookupRules
     partner_header: str
     max_gated_body: int
 
@@ -50,7 +52,8 @@ def compile_settings(settings: Settings) -> Runtime:
         ),
         upstream=upstream.with_path("/"),
         upstream_prefix=upstream.raw_path.rstrip("/"),
-        seat_changes_only=settings.policy.subscription_edits == "seat_changes",
+        seat_changes_only=settings.policy.subscription_edits != "all",
+        lookup_rules=compile_rules(settings.policy),
         partner_header=settings.identity.partner_header,
         max_gated_body=settings.server.max_gated_body_bytes,
     )

@@ -133,7 +133,11 @@ class Decider:
         gated, caller = pending.gated, pending.caller
         try:
             outcome = pending.outcome or await self._store.lookup(
-                caller.partner, caller.customer, pending.authorization, gated.trace.correlation
+                caller.partner,
+                caller.customer,
+                pending.authorization,
+                gated.trace.correlation,
+                gated.runtime.lookup_rules,
             )
             pending = pending._replace(outcome=outcome)
             changes = not self._must_compare_seats(gated, outcome) or await self._changes_seats(
