@@ -25,7 +25,8 @@ class Runtime:
     policy: Policy
     upstream: URL
     upstream_prefix: str
-    seat_changes_only: bool
+    seat_changes_only: bool  # subscription edits are gated by their fields (not "all")
+    edit_fields: tuple[str, ...] | None  # the fields that gate a subscription edit; None: all
     lookup_rules: LookupRules
     partner_header: str
     max_gated_body: int
@@ -53,6 +54,7 @@ def compile_settings(settings: Settings) -> Runtime:
         upstream=upstream.with_path("/"),
         upstream_prefix=upstream.raw_path.rstrip("/"),
         seat_changes_only=settings.policy.subscription_edits != "all",
+        edit_fields=settings.policy.edit_fields,
         lookup_rules=compile_rules(settings.policy),
         partner_header=settings.identity.partner_header,
         max_gated_body=settings.server.max_gated_body_bytes,

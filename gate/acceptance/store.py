@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from gate.acceptance.cache import Entry, PairCache
+from gate.acceptance.cache import Entry, PairCache, source_of
 from gate.acceptance.lookup import Finding, LookupRules, look_up
 from gate.acceptance.shared import SharedTier
 from gate.acceptance.throttle import Throttle
@@ -63,7 +63,8 @@ class Outcome(NamedTuple):
     cache: str
     denied: Fetched | None = None
     retry_after: float = 0.0
-    finding: Finding | None = None  # what a lookup made just now found (source, reason, ...)
+    source: str = ""  # what confirmed: agreement | direct | confirmation ("" when unknown)
+    why: str = ""  # a lookup's reason when not confirmed (before_accepted_since, ...)
 
 
 # gate_acceptance_lookups_total keeps DESIGN's labels: a stale or throttled answer is an error.
@@ -233,7 +234,7 @@ class AcceptanceStore:
             if "/" in partner:
                 continue  # not a tenant id: never a key
             if age < self._settings.positive_ttl_s + self._settings.stale_if_error_s:
-                source = "confirmation" if row.get("source") == "confirmation" else "lookup"
+                source = source_of(row.get("source"))  # old snapshots say "lookup"
                 self._cache.put(_key(partner, customer), State.ACCEPTED, source, age)
                 loaded += 1
         return loaded
@@ -263,11 +264,13 @@ class AcceptanceStore:
             if flight.known is not None:
                 known = flight.known
                 state = self._store(key, known.state, known.source, known.age_s)
-                return _Looked(Outcome(state, "shared"), authorization)
+                source = known.source if state is State.ACCEPTED else ""
+                return _Looked(Outcome(state, "shared", source=source), authorization)
             looked = await self._lookup(key, authorization, correlation, rules)
             outcome = looked.outcome
             if outcome.cache == "miss" and outcome.denied is None:
                 flight.found = outcome.state  # a definite answer: worth sharing
+                flight.source = outcome.source or "agreement"
             return looked
 
     async def _lookup(
@@ -302,7 +305,11 @@ class AcceptanceStore:
             return self._failed(key, self._throttle.hold(key.partition("/")[0], wait))
         if finding.state is State.UNKNOWN:
             return self._failed(key)
-        return Outcome(self._store(key, finding.state, "lookup"), "miss", finding=finding)
+        state = self._store(key, finding.state, finding.source)
+        if state is not finding.state:  # a confirmation landed meanwhile
+            return Outcome(state, "miss", source="confirmation")
+        source = finding.source if state is State.ACCEPTED else ""
+        return Outcome(state, "miss", source=source, why=finding.reason)
 
     def _failed(self, key: _Key, throttled: float = 0.0) -> Outcome:
         entry = self._cache.get(key)
