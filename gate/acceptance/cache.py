@@ -77,6 +77,15 @@ class PairCache:
             return None
         return State.NOT_ACCEPTED if age < self._negative_ms else None
 
+    def fresh_source(self, key: str) -> str | None:
+        """What confirmed a pair still within its positive TTL (``fresh`` first said ACCEPTED)."""
+        packed = self._data.get(key)
+        if packed is None or not packed & _ACCEPTED:
+            return None
+        return "confirmation" if packed & _CONFIRMED else "direct" if packed & _DIRECT else (
+            "agreement"
+        )  # fmt: skip
+
     def get(self, key: str) -> Entry | None:
         """The entry while it is kept (fresh, or accepted and within stale-if-error)."""
         packed = self._data.get(key)

@@ -34,6 +34,7 @@ from gate.acceptance.cache import Entry, PairCache, source_of
 from gate.acceptance.lookup import Finding, LookupRules, look_up
 from gate.acceptance.shared import SharedTier
 from gate.acceptance.throttle import Throttle
+from gate.acceptance.token import LookupToken
 from gate.config import AcceptanceSettings
 from gate.core import body
 from gate.core.policy import State
@@ -84,7 +85,10 @@ class _Looked:
     authorization: str
 
 
-_HIT_ACCEPTED = Outcome(State.ACCEPTED, "hit")
+_HIT_ACCEPTED = {
+    source: Outcome(State.ACCEPTED, "hit", source=source)
+    for source in ("agreement", "direct", "confirmation")
+}
 _HIT_NOT_ACCEPTED = Outcome(State.NOT_ACCEPTED, "hit")
 
 
@@ -119,6 +123,8 @@ class AcceptanceStore:
         )
         self._slots = asyncio.Semaphore(settings.max_concurrent_lookups)
         self._throttle = Throttle(clock=clock)
+        token_file = settings.lookup_token_file
+        self._token = LookupToken(Path(token_file)) if token_file else None
         self._inflight: dict[_Key, asyncio.Task[_Looked]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         metrics.watch_cache(lambda: len(self._cache))
@@ -129,11 +135,14 @@ class AcceptanceStore:
 
     def peek(self, partner: str, customer: str) -> Outcome | None:
         """A fresh cached answer, without awaiting anything."""
-        state = self._cache.fresh(f"{partner}/{customer}")
+        key = f"{partner}/{customer}"
+        state = self._cache.fresh(key)
         if state is None:
             return None
         self._hits.inc()
-        return _HIT_ACCEPTED if state is State.ACCEPTED else _HIT_NOT_ACCEPTED
+        if state is State.ACCEPTED:
+            return _HIT_ACCEPTED[self._cache.fresh_source(key) or "agreement"]
+        return _HIT_NOT_ACCEPTED
 
     async def lookup(
         self,
@@ -143,7 +152,12 @@ class AcceptanceStore:
         correlation: str | None,
         rules: LookupRules,
     ) -> Outcome:
-        """Ask the upstream, sharing one lookup among concurrent callers for the pair."""
+        """Ask the upstream, sharing one lookup among concurrent callers for the pair.
+
+        With ``acceptance.lookup_token_file``, its token asks for its own partner.
+        """
+        if self._token is not None:
+            authorization = self._token.authorization_for(partner) or authorization
         key = _key(partner, customer)
         held = self._throttle.remaining(partner)
         if held:  # Partner Center throttles this partner: do not ask before Retry-After
