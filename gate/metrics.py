@@ -24,7 +24,7 @@ __all__ = [
     "tls_expiry",
 ]
 
-TRANSACTIONS = ("new_purchase", "seat_change", "confirmation")
+TRANSACTIONS = ("new_purchase", "seat_change", "term_change", "confirmation")
 LOOKUP_RESULTS = ("hit", "shared", "miss", "error")  # own cache, shared tier, upstream, failed
 SHARED_OPERATIONS = ("get", "lock", "set", "publish", "subscribe")
 UPSTREAM_ERROR_REASONS = ("unavailable", "timeout", "aborted")

@@ -4,6 +4,25 @@ A real aiohttp server (never a mock) that keeps per-partner agreements,
 orders and subscriptions in memory, records each call it receives, and has
 knobs for the failures a gate must survive: a status, a delay, a broken body.
 Paths are matched case-insensitively, as Partner Center's own front end does.
+
+As Partner Center today (DESIGN §1.2):
+- agreements carry a ``type`` (``MicrosoftCloudAgreement`` or
+  ``MicrosoftCustomerAgreement``) and a ``dateAgreed``; GET agreements lists
+  the type ``agreementType`` names, every type for ``*``, and the Cloud
+  Agreement only without the parameter;
+- GET ``.../directSignedMicrosoftCustomerAgreementStatus`` answers
+  ``{"isSigned": bool}`` from ``Sandbox.direct_signed`` (customers who
+  accepted in the Microsoft 365 admin center: per customer, any partner);
+- App-only tokens are refused (403) on agreements and the direct status.
+  A token is App-only when its ``idtyp`` claim is ``app`` (the claim Azure AD
+  issues in app-only access tokens, which also carry ``roles`` and no
+  ``scp``); ``make_token(..., app_only=True)`` makes one;
+- POST ``/v1/attestations/enhanced`` (App-only or App+User) returns an
+  ``attestationId``; a confirmation naming one (any key casing) records a
+  Customer Agreement dated that day, and one naming an id the sandbox never
+  issued is answered 400;
+- subscriptions carry ``termDuration``, ``billingCycle`` and
+  ``scheduledNextTermInstructions`` besides ``quantity``.
 """
 
 from __future__ import annotations
@@ -15,6 +34,7 @@ import itertools
 import json
 import re
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -25,26 +45,49 @@ __all__ = ["SANDBOX", "Knobs", "Received", "Sandbox", "create_app", "make_token"
 _KEEP_BODY = 1024 * 1024
 
 
-def make_token(partner: str, **claims: Any) -> str:
-    """An unsigned JWT with a tid claim: enough for the gate, which never verifies."""
+MCA = "MicrosoftCustomerAgreement"
+CLOUD_AGREEMENT = "MicrosoftCloudAgreement"
+
+
+def make_token(partner: str, *, app_only: bool = False, **claims: Any) -> str:
+    """An unsigned JWT with a tid claim: enough for the gate, which never verifies.
+
+    ``app_only``: an App-only token as Azure AD issues it (``idtyp: app``,
+    ``roles``, no ``scp``), which the sandbox refuses on agreements and the
+    direct status; otherwise an App+User one (``scp``).
+    """
 
     def part(doc: dict[str, Any]) -> str:
         return base64.urlsafe_b64encode(json.dumps(doc).encode()).rstrip(b"=").decode()
 
-    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part({'tid': partner, **claims})}.sig"
+    kind: dict[str, Any] = (
+        {"idtyp": "app", "roles": ["PartnerCenter.Commerce"]}
+        if app_only
+        else {"scp": "user_impersonation"}
+    )
+    payload = {"tid": partner, **kind, **claims}
+    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(payload)}.sig"
 
 
-def _partner_of(authorization: str) -> str | None:
+def _claims_of(authorization: str) -> dict[str, Any]:
     scheme, _, token = authorization.partition(" ")
     parts = token.split(".")
     if scheme.lower() != "bearer" or len(parts) != 3:
-        return None
+        return {}
     try:
         claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
     except ValueError:
-        return None
-    tid = claims.get("tid") if isinstance(claims, dict) else None
+        return {}
+    return claims if isinstance(claims, dict) else {}
+
+
+def _partner_of(authorization: str) -> str | None:
+    tid = _claims_of(authorization).get("tid")
     return tid.lower() if isinstance(tid, str) else None
+
+
+def _app_only(authorization: str) -> bool:
+    return _claims_of(authorization).get("idtyp") == "app"
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +114,7 @@ class Knobs:
     agreements_body: bytes | None = None
     agreements_delay_s: float = 0.0
     agreements_retry_after: str | None = None  # a Retry-After header on a forced status
+    direct_status: int | None = None  # the direct status answered with this status
     throttled_partners: frozenset[str] = frozenset()  # their lookups are answered 429
     confirm_status: int | None = None
     already_exists_conflict: bool = False
@@ -84,15 +128,29 @@ class Sandbox:
     received: list[Received] = field(default_factory=list)
     agreements: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
     quantities: dict[tuple[str, str], int] = field(default_factory=dict)
+    subscriptions: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    direct_signed: set[str] = field(default_factory=set)  # customers, lowercased
+    attestations: set[str] = field(default_factory=set)  # attestation ids issued
     knobs: Knobs = field(default_factory=Knobs)
     agreements_in_flight: int = 0  # agreements lookups being answered right now
     agreements_peak: int = 0  # the most ever answered at once
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
-    def accept(self, partner: str, customer: str) -> None:
+    def accept(
+        self,
+        partner: str,
+        customer: str,
+        kind: str = CLOUD_AGREEMENT,
+        date: str = "2024-01-01T00:00:00Z",
+    ) -> None:
+        """The partner confirmed the customer's acceptance of ``kind`` on ``date``."""
         self.agreements.setdefault((partner.lower(), customer.lower()), []).append(
-            {"type": "MicrosoftCloudAgreement", "dateAgreed": "2024-01-01T00:00:00Z"}
+            {"type": kind, "dateAgreed": date}
         )
+
+    def sign_directly(self, customer: str) -> None:
+        """The customer accepted the Customer Agreement in the Microsoft 365 admin center."""
+        self.direct_signed.add(customer.lower())
 
     def calls(self, method: str, path_suffix: str = "") -> list[Received]:
         return [
@@ -107,6 +165,8 @@ _C = r"/v1/customers/(?P<customer>[^/]+)"
 _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
     ("GET", re.compile(f"{_C}/agreements"), "list_agreements"),
     ("POST", re.compile(f"{_C}/agreements"), "confirm"),
+    ("GET", re.compile(f"{_C}/directsignedmicrosoftcustomeragreementstatus"), "direct_status"),
+    ("POST", re.compile(r"/v1/attestations/enhanced"), "attest"),
     ("POST", re.compile(f"{_C}/orders"), "create_order"),
     ("GET", re.compile(f"{_C}/subscriptions/(?P<sub>[^/]+)"), "get_subscription"),
     ("PATCH", re.compile(f"{_C}/subscriptions/(?P<sub>[^/]+)"), "patch_subscription"),
@@ -124,6 +184,18 @@ def _route(method: str, path: str) -> tuple[str, dict[str, str]] | None:
         if match and want == method:
             return name, match.groupdict()
     return None
+
+
+_SUBSCRIPTION: dict[str, Any] = {
+    "status": "active",
+    "termDuration": "P1Y",
+    "billingCycle": "monthly",
+    "scheduledNextTermInstructions": None,
+}
+
+
+def _app_only_refused() -> web.Response:
+    return _error(403, 900415, "Forbidden: App+User credentials are required for this call")
 
 
 def _error(status: int, code: int, description: str) -> web.Response:
@@ -144,11 +216,30 @@ class _Handlers:
         sb.agreements_in_flight += 1
         sb.agreements_peak = max(sb.agreements_peak, sb.agreements_in_flight)
         try:
-            return await self._agreements(partner, m["customer"].lower())
+            if _app_only(request.headers.get("Authorization", "")):
+                return _app_only_refused()
+            wanted = request.query.get("agreementType", CLOUD_AGREEMENT)
+            return await self._agreements(partner, m["customer"].lower(), wanted)
         finally:
             sb.agreements_in_flight -= 1
 
-    async def _agreements(self, partner: str, customer: str) -> web.Response:
+    async def direct_status(
+        self, request: web.Request, rec: Received, partner: str, **m: str
+    ) -> web.Response:
+        if _app_only(request.headers.get("Authorization", "")):
+            return _app_only_refused()
+        if self.sb.knobs.direct_status is not None:
+            return _error(self.sb.knobs.direct_status, 0, "SandboxFailure: forced by a knob")
+        return web.json_response({"isSigned": m["customer"].lower() in self.sb.direct_signed})
+
+    async def attest(
+        self, request: web.Request, rec: Received, partner: str, **m: str
+    ) -> web.Response:
+        attestation = f"attestation-{next(self.sb._ids)}"
+        self.sb.attestations.add(attestation)
+        return web.json_response({"attestationId": attestation, "status": "pending"}, status=201)
+
+    async def _agreements(self, partner: str, customer: str, wanted: str) -> web.Response:
         knobs = self.sb.knobs
         if knobs.agreements_delay_s:
             await asyncio.sleep(knobs.agreements_delay_s)
@@ -162,7 +253,11 @@ class _Handlers:
             if knobs.agreements_retry_after is not None:
                 response.headers["Retry-After"] = knobs.agreements_retry_after
             return response
-        items = self.sb.agreements.get((partner, customer), [])
+        items = [
+            item
+            for item in self.sb.agreements.get((partner, customer), [])
+            if wanted == "*" or str(item.get("type", "")).lower() == wanted.lower()
+        ]
         return web.json_response(
             {"totalCount": len(items), "items": items, "attributes": {"objectType": "Collection"}}
         )
@@ -176,6 +271,14 @@ class _Handlers:
         if knobs.already_exists_conflict and key in self.sb.agreements:
             return _error(409, 600061, "PartnerConfirmedAgreementAlreadyExists: confirmed before")
         doc = rec.json()
+        lowered = {str(k).lower(): v for k, v in doc.items()} if isinstance(doc, dict) else {}
+        if "attestationid" in lowered:
+            if lowered["attestationid"] not in self.sb.attestations:
+                return _error(400, 600090, "InvalidAttestation: no such attestation")
+            today = datetime.now(UTC).strftime("%Y-%m-%dT00:00:00Z")
+            doc = {"type": MCA, "dateAgreed": today, "attestationId": lowered["attestationid"]}
+        elif isinstance(doc, dict) and "type" not in lowered:
+            doc = {**doc, "type": CLOUD_AGREEMENT}  # as the API: absent means the Cloud Agreement
         self.sb.agreements.setdefault(key, []).append(doc)
         return web.json_response(doc, status=201)
 
@@ -197,7 +300,8 @@ class _Handlers:
             return _error(self.sb.knobs.subscription_status, 0, "SandboxFailure: forced")
         key = (m["customer"].lower(), m["sub"].lower())
         quantity = self.sb.quantities.setdefault(key, 10)
-        return web.json_response({"id": m["sub"], "quantity": quantity, "status": "active"})
+        current = {**_SUBSCRIPTION, **self.sb.subscriptions.get(key, {})}
+        return web.json_response({**current, "id": m["sub"], "quantity": quantity})
 
     async def patch_subscription(
         self, request: web.Request, rec: Received, partner: str, **m: str
@@ -207,6 +311,10 @@ class _Handlers:
         lowered = {k.lower(): v for k, v in doc.items()} if isinstance(doc, dict) else {}
         if isinstance(lowered.get("quantity"), int):
             self.sb.quantities[key] = lowered["quantity"]
+        kept = self.sb.subscriptions.setdefault(key, {})
+        for name in ("termDuration", "billingCycle", "scheduledNextTermInstructions"):
+            if name.lower() in lowered:
+                kept[name] = lowered[name.lower()]
         return web.json_response({**lowered, "id": m["sub"]})
 
     async def upload(
