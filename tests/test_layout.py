@@ -23,7 +23,6 @@ COVERED_ELSEWHERE = {
     "app": "app factories: every contract test starts one",
     "http/connection": "one upstream connection, driven through gate.http.upstream in its tests",
     "demo": "run end to end as `gate demo` by tests/test_cli.py",
-    "http/forward": "streaming, hop-by-hop, X-Forwarded-*, error mapping: tests/contract",
     "core/decide": "the decision core: tests/contract (blocking, confirmation, acceptance, errors)",
     "core/action": "Action values: rendered by every contract test of a refusal",
     "core/trace": "decision log lines read by tests/contract",

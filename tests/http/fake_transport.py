@@ -36,6 +36,7 @@ class FakeTransport:
         self.pauses = 0
         self.closed = False
         self.aborted = False
+        self.wrote = asyncio.Event()  # set on each write, for a test waiting on an answer
         self._on_write = on_write
 
     @property
@@ -50,6 +51,7 @@ class FakeTransport:
         if self._on_write is not None:
             self._on_write(data)
         self.writes.append(bytes(data))
+        self.wrote.set()
 
     def pause_reading(self) -> None:
         assert self.reading, "paused twice"
