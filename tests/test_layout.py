@@ -18,7 +18,6 @@ COVERED_ELSEWHERE = {
     "acceptance/store": "single-flight lookups, record(), snapshots: tests/contract",
     "admin": "admin listener routes and token: tests/contract",
     "control": "the parent-worker channel: tests/contract/test_workers.py",
-    "workers": "the supervising parent: tests/contract/test_workers.py, test_serve.py",
     "authz": "the decision service: tests/contract/test_authz_*.py (Envoy shapes, real nginx)",
     "app": "app factories: every contract test starts one",
     "http/connection": "one upstream connection, driven through gate.http.upstream in its tests",
