@@ -18,7 +18,6 @@ COVERED_ELSEWHERE = {
     "acceptance/store": "single-flight lookups, record(), snapshots: tests/contract",
     "admin": "admin listener routes and token: tests/contract",
     "control": "the parent-worker channel: tests/contract/test_workers.py",
-    "authz": "the decision service: tests/contract/test_authz_*.py (Envoy shapes, real nginx)",
     "app": "app factories: every contract test starts one",
     "http/connection": "one upstream connection, driven through gate.http.upstream in its tests",
     "demo": "run end to end as `gate demo` by tests/test_cli.py",
