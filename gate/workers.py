@@ -119,8 +119,15 @@ class Fleet:
             argv += ["--config", self._config_path]
         argv += ["--worker", str(worker.index), "--control-fd", str(child_end.fileno())]
         worker.ready = asyncio.Event()
-        worker.process = await asyncio.create_subprocess_exec(*argv, pass_fds=(child_end.fileno(),))
-        child_end.close()
+        try:
+            worker.process = await asyncio.create_subprocess_exec(
+                *argv, pass_fds=(child_end.fileno(),)
+            )
+        except BaseException:
+            parent_end.close()  # no worker to talk to: the pair must not outlive the attempt
+            raise
+        finally:
+            child_end.close()  # the worker holds its own copy now (or there is no worker)
         worker.started = time.monotonic()
         worker.channel = await Channel.open(parent_end, self._handler(worker))
 
