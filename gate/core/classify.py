@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 from yarl import URL
 
@@ -187,7 +187,10 @@ def classify(
     lowered = path.lower()
     found = _classify(table, method, lowered, overrides)
     if ";" in lowered or "%" in lowered or _trimmed(lowered) or not lowered.isascii():
-        for reading in liberal_readings(lowered):
+        readings = liberal_readings(lowered)
+        if not path.isascii():  # raw bytes (the front door reads them as latin-1) read as UTF-8
+            readings |= liberal_readings(_escaped(path).lower())
+        for reading in readings:
             if reading != lowered:
                 theirs = _classify(table, method, reading, overrides)
                 if theirs is not None and theirs != found:
@@ -247,6 +250,14 @@ def _fold(text: str) -> str:
     the ``i`` plus combining dot that ``str.lower`` made of an ``İ`` is ``i``.
     """
     return text.lower() if text.isascii() else fold(text.replace("i\u0307", "i"))
+
+
+def _escaped(path: str) -> str:
+    """Non-ASCII characters percent-encoded: as their byte when they are one (latin-1), else UTF-8."""
+    return "".join(
+        char if char.isascii() else quote(char, encoding="latin-1" if char <= "\xff" else "utf-8")
+        for char in path
+    )
 
 
 def _resolve(segments: Sequence[str], trim: int) -> str:

@@ -140,6 +140,28 @@ async def test_a_letter_that_folds_to_ascii_never_reaches_the_upstream(
     assert _changes(gate) == []
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        pytest.param(f"{_C}/subscr\u0131ptions/sub-1", id="dotless-i"),
+        pytest.param(f"{_C}/\u017fubscriptions/sub-1", id="long-s"),
+    ],
+)
+async def test_raw_utf8_letters_that_fold_to_ascii_never_reach_the_upstream(
+    gate: Gate, path: str
+) -> None:
+    """§2/issue 28: raw UTF-8 bytes of ı or ſ in a gated path (not escaped) are refused too."""
+    body = json.dumps({"quantity": 50}).encode()
+    request = (
+        f"PATCH {path} HTTP/1.1\r\nHost: gate\r\n"
+        f"Authorization: Bearer {make_token(PARTNER_A)}\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    (response,) = await exchange(_port(gate), request)
+    assert response.status == 400
+    assert _changes(gate) == []
+
+
 async def test_a_parameter_on_an_order_id_is_gated_as_that_order(gate: Gate) -> None:
     """R1/issue 28: `PATCH .../orders/order-1;a` is the same order edit, and is blocked."""
     response = await _send(gate, "PATCH", f"{_C}/orders/order-1;a", order())
