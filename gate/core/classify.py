@@ -253,7 +253,7 @@ def _fold(text: str) -> str:
 
 
 def _escaped(path: str) -> str:
-    """Non-ASCII characters percent-encoded: as their byte when they are one (latin-1), else UTF-8."""
+    """Non-ASCII characters percent-encoded: their byte when they are one (latin-1), else UTF-8."""
     return "".join(
         char if char.isascii() else quote(char, encoding="latin-1" if char <= "\xff" else "utf-8")
         for char in path
