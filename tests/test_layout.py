@@ -57,8 +57,8 @@ WITH_LOGIC = {name for name, path in MODULES.items() if has_logic(path)}
 UNIT_TESTS = {
     _name(path, TESTS, "test_")
     for path in TESTS.rglob("test_*.py")
-    # contract tests go by DESIGN section; tests/deploy/ checks deploy/, not a module
-    if not {"contract", "deploy"} & set(path.relative_to(TESTS).parts)
+    # contract tests go by DESIGN section; tests/deploy/ checks deploy/, tests/fuzz/ the fuzzers
+    if not {"contract", "deploy", "fuzz"} & set(path.relative_to(TESTS).parts)
 }
 
 
