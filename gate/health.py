@@ -27,7 +27,7 @@ from gate.config import AdminSettings, parse_listen
 
 __all__ = ["Probe", "probe", "target"]
 
-_WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1"}  # noqa: S104 - mapped to loopback, not bound
+_WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1"}
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,12 +1,10 @@
-"""`gate health` (the image's HEALTHCHECK): asks /healthz where the effective config says, TLS too."""
+"""`gate health` (the image's HEALTHCHECK): asks /healthz where the effective config says."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 from pathlib import Path
-
-import pytest
 
 from tests.certs import Authority
 from tests.contract.conftest import ServeGate, free_port
@@ -28,7 +26,7 @@ async def _health(*args: str, env: dict[str, str] | None = None) -> tuple[int, s
 async def test_health_passes_on_a_live_gate_and_fails_on_a_dead_one(
     serve_gate: ServeGate, tmp_path: Path
 ) -> None:
-    """§5 /healthz: exit 0 and one line naming the URL while the gate runs; exit 1 when it is not."""
+    """§5 /healthz: exit 0 and one line naming the URL while the gate runs; 1 when it is not."""
     served = await serve_gate()
     code, out = await _health("--config", str(served.config))
     assert code == 0, out
@@ -43,7 +41,7 @@ async def test_health_passes_on_a_live_gate_and_fails_on_a_dead_one(
 async def test_health_follows_the_admin_listener_moved_by_the_environment(
     serve_gate: ServeGate, tmp_path: Path
 ) -> None:
-    """§3 GATE_ADMIN__LISTEN overrides the file for the probe as for the gate (wildcard: loopback)."""
+    """§3 GATE_ADMIN__LISTEN overrides the file for the probe too (wildcards: loopback)."""
     served = await serve_gate()
     port = served.admin_url.rpartition(":")[2]
     elsewhere = tmp_path / "elsewhere.toml"  # a file that puts the admin listener on a dead port
