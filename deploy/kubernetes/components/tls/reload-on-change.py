@@ -45,12 +45,17 @@ def reload(url: str, token: str) -> str:
     if token:
         request.add_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - our URL
+        with urllib.request.urlopen(request, timeout=10) as response:
             return f"answered {response.status}"
     except urllib.error.HTTPError as error:
         return f"answered {error.code}"
     except OSError as error:
         return f"failed: {error}"
+
+
+def _say(**fields: str) -> None:
+    sys.stdout.write(json.dumps(fields) + "\n")
+    sys.stdout.flush()
 
 
 def main() -> int:
@@ -59,17 +64,17 @@ def main() -> int:
     token = os.environ.get("GATE_ADMIN__TOKEN", "")
     period = float(os.environ.get("PERIOD_S", "10"))
     seen = signature(folder)
-    print(json.dumps({"event": "watching", "folder": folder}), flush=True)
+    _say(event="watching", folder=folder)
     while True:
         time.sleep(period)
         try:
             now = signature(folder)
         except OSError as error:  # mid-swap: look again at the next poll
-            print(json.dumps({"event": "unreadable", "error": str(error)}), flush=True)
+            _say(event="unreadable", error=str(error))
             continue
         if now != seen:
             outcome = reload(url, token)
-            print(json.dumps({"event": "reload", "outcome": outcome}), flush=True)
+            _say(event="reload", outcome=outcome)
             if not outcome.startswith("failed"):  # refused (bad pair): wait for the next change
                 seen = now
 
