@@ -50,9 +50,12 @@ class Built:
 
 
 def _say(request: pytest.FixtureRequest, line: str) -> None:
+    """A line on the terminal now, past output capture: what the run did and how long it took."""
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line(f"[image] {line}")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if reporter is not None and capture is not None:
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(f"[image] {line}")
 
 
 @pytest.fixture(scope="module")
