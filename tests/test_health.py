@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from tests.certs import Authority
-from tests.contract.conftest import ServeGate, free_port
+from tests.contract.conftest import ServeGate, free_port, serve_gate  # noqa: F401 - the fixture
 from tests.contract.test_tls_listeners import ServeTls, serve_tls  # noqa: F401 - the fixture
 from tests.support import GATE_COMMAND
 
@@ -24,7 +24,8 @@ async def _health(*args: str, env: dict[str, str] | None = None) -> tuple[int, s
 
 
 async def test_health_passes_on_a_live_gate_and_fails_on_a_dead_one(
-    serve_gate: ServeGate, tmp_path: Path
+    serve_gate: ServeGate,  # noqa: F811 - the fixture imported above
+    tmp_path: Path,
 ) -> None:
     """§5 /healthz: exit 0 and one line naming the URL while the gate runs; 1 when it is not."""
     served = await serve_gate()
@@ -39,7 +40,8 @@ async def test_health_passes_on_a_live_gate_and_fails_on_a_dead_one(
 
 
 async def test_health_follows_the_admin_listener_moved_by_the_environment(
-    serve_gate: ServeGate, tmp_path: Path
+    serve_gate: ServeGate,  # noqa: F811 - the fixture imported above
+    tmp_path: Path,
 ) -> None:
     """§3 GATE_ADMIN__LISTEN overrides the file for the probe too (wildcards: loopback)."""
     served = await serve_gate()
