@@ -1,4 +1,4 @@
-"""The ``gate`` command: serve | check-config | explain | demo | replay.
+"""The ``gate`` command: serve | check-config | explain | demo | replay | health.
 
 The only place that runs apps on real listeners, installs signal handlers
 and picks the event loop (uvloop where available).
@@ -240,6 +240,19 @@ def _replay(args: argparse.Namespace) -> int:
     )
 
 
+def _health(args: argparse.Namespace) -> int:
+    """One line on stdout, exit 0 when the admin listener answers /healthz with 200, else 1."""
+    from gate.health import probe
+
+    settings = _load(args.config)
+    if settings is None:
+        print("unhealthy: the config does not load")
+        return 1
+    found = probe(settings.admin, args.cert or "", args.key or "", args.timeout)
+    print(found.line)
+    return 0 if found.healthy else 1
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gate",
@@ -270,6 +283,13 @@ def _parser() -> argparse.ArgumentParser:
     replay_.add_argument("--against", metavar="OLD", help="re-decide the old side under OLD")
     replay_.add_argument("--json", action="store_true", help="a JSON report, for machines")
     replay_.add_argument("logs", metavar="DECISION_LOG", nargs="+", help="files, gzip, or -")
+    health = commands.add_parser(
+        "health", help="ask the running gate's admin /healthz (the config's admin listener and TLS)"
+    )
+    health.add_argument("--config", metavar="FILE", help="TOML config (default: built-ins)")
+    health.add_argument("--cert", metavar="FILE", help="client certificate (mutual TLS)")
+    health.add_argument("--key", metavar="FILE", help="its key (default: in --cert's file)")
+    health.add_argument("--timeout", type=float, default=3.0, metavar="S", help="default 3")
     return parser
 
 
@@ -288,6 +308,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _explain(args)
     if args.command == "replay":
         return _replay(args)
+    if args.command == "health":
+        return _health(args)
     from gate.demo import run_demo
 
     return _run(run_demo(sys.stdout))

@@ -25,14 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from structlog.typing import FilteringBoundLogger
 
 from gate import admin
 from gate.config import ConfigError, Settings, load, parse_listen
 from gate.control import Channel
 from gate.http.tls import Certificates
-from gate.metrics import merge, tls_expiry
+from gate.metrics import merge, tls_expiry, worker_restarts
 from gate.runtime import RuntimeHolder, compile_settings
 
 __all__ = ["Fleet"]
@@ -64,11 +64,7 @@ class Fleet:
         self._workers = [_Worker(index) for index in range(settings.server.workers)]
         self._stopping = False
         self._registry = CollectorRegistry()
-        self._restarts = Counter(
-            "gate_worker_restarts_total",
-            "Workers the parent started again after they died.",
-            registry=self._registry,
-        )
+        self._restarts = worker_restarts(self._registry)
         self._watchers: set[asyncio.Task[None]] = set()
         self._tls = Certificates(tls_expiry(self._registry), logger)  # the admin listener's
 
