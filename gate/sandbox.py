@@ -33,6 +33,7 @@ import hashlib
 import itertools
 import json
 import re
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -450,6 +451,8 @@ class CustomerList:
     pages_served: int = 0
     on_page: Callable[[int], None] | None = None  # after page n (1-based) is built: change it
     throttled_answers: int = 0  # calls answered 429 by ``throttle``
+    arrivals: list[tuple[float, int]] = field(default_factory=list)  # (monotonic, status) per
+    # call to the list or a customer's agreements / direct status: what a client's pacing did
     _calls: int = 0
     _throttle: tuple[int, int, str] | None = None  # (first call, last call, Retry-After)
 
@@ -502,7 +505,9 @@ class CustomerList:
         if method != "GET" or not _COUNTED.fullmatch(path):
             return None
         call, self._calls = self._calls, self._calls + 1
-        if self._throttle is not None and self._throttle[0] <= call < self._throttle[1]:
+        throttled = self._throttle is not None and self._throttle[0] <= call < self._throttle[1]
+        self.arrivals.append((time.monotonic(), 429 if throttled else 0))
+        if throttled and self._throttle is not None:
             self.throttled_answers += 1
             response = _error(429, 429, "TooManyRequests: throttled by a sandbox knob")
             response.headers["Retry-After"] = self._throttle[2]
