@@ -50,6 +50,10 @@ EXPECTED = {
 }  # fmt: skip
 
 
+def _files(directory: Path) -> dict[str, str]:
+    return {path.name: path.read_text(encoding="utf-8") for path in directory.iterdir()}
+
+
 async def test_every_state_and_reason_as_csv(upstream: Upstream, run_audit: RunAudit) -> None:
     """R4 under the config's policy, one CSV row per customer, exit 1 as some are not confirmed."""
     _partner(upstream)
@@ -85,9 +89,10 @@ async def test_all_confirmed_exits_0_and_writes_the_file(
     out = f"{tmp_path}/report.csv"
     audited = await run_audit(out=out)
     assert audited.code == 0 and audited.out == ""
-    assert len(Path(out).read_text(encoding="utf-8").splitlines()) == 13
+    files = _files(tmp_path)
+    assert sorted(files) == ["partner.token", "report.csv"]  # no report.csv.partial left
+    assert len(files["report.csv"].splitlines()) == 13
     assert f"report: {out} (csv)" in audited.err
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["partner.token", "report.csv"]
 
 
 async def test_a_429_in_the_middle_holds_every_lookup(
