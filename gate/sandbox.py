@@ -501,7 +501,7 @@ class CustomerList:
     def answer(
         self, method: str, path: str, query: Mapping[str, str], headers: Mapping[str, str]
     ) -> web.Response | None:
-        """A throttled call's 429, the list's page, or None: not ours."""
+        """A throttled call's 429, the list's page (401 for an expired token), or None."""
         if method != "GET" or not _COUNTED.fullmatch(path):
             return None
         call, self._calls = self._calls, self._calls + 1
@@ -517,6 +517,9 @@ class CustomerList:
         partner = _partner_of(headers.get("Authorization", ""))
         if partner is None:
             return _error(401, 401, "Unauthorized: a bearer token with a tid claim is required")
+        expires = _claims_of(headers.get("Authorization", "")).get("exp")
+        if isinstance(expires, int | float) and expires < time.time():
+            return _error(401, 401, "Unauthorized: the token has expired")
         return self._page(partner, query, headers)
 
     def _page(

@@ -7,7 +7,8 @@ Columns (DESIGN §4): ``customer``, ``company``, ``state`` (``confirmed`` |
 confirmed). Nothing else: no contact, no token.
 
 Rows are written as they are decided (not in list order), so memory does not
-grow with the number of customers. CSV has a header row; a company name
+grow with the number of customers; nothing at all (not even the CSV header)
+before the first row or ``close()``, so a run that cannot start writes nothing. CSV has a header row; a company name
 that a spreadsheet would run as a formula (starting with ``=``, ``+``, ``-``,
 ``@``, tab or carriage return) is written with a leading ``'`` (OWASP's
 advice against CSV injection). JSON is one list of objects, one per line.
@@ -79,17 +80,25 @@ class CsvWriter:
 
     def __init__(self, out: TextIO) -> None:
         self._csv = csv.writer(out, lineterminator="\n")
-        self._csv.writerow(COLUMNS)
         self._out = out
+        self._started = False
 
     def write(self, row: Row) -> None:
+        if not self._started:
+            self._start()
         company = row.company
         if company.startswith(_FORMULA):
             company = "'" + company
         self._csv.writerow(row._replace(company=company))
 
     def close(self) -> None:
+        if not self._started:
+            self._start()
         self._out.flush()
+
+    def _start(self) -> None:
+        self._started = True
+        self._csv.writerow(COLUMNS)
 
 
 class JsonWriter:
@@ -98,15 +107,14 @@ class JsonWriter:
     def __init__(self, out: TextIO) -> None:
         self._out = out
         self._first = True
-        out.write("[")
 
     def write(self, row: Row) -> None:
-        self._out.write("\n" if self._first else ",\n")
+        self._out.write("[\n" if self._first else ",\n")
         self._out.write(json.dumps(row._asdict(), ensure_ascii=False))
         self._first = False
 
     def close(self) -> None:
-        self._out.write("]\n" if self._first else "\n]\n")
+        self._out.write("[]\n" if self._first else "\n]\n")
         self._out.flush()
 
 
