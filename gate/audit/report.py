@@ -11,7 +11,8 @@ grow with the number of customers; nothing at all (not even the CSV header)
 before the first row or ``close()``, so a run that cannot start writes nothing.
 CSV has a header row; a company name that a spreadsheet would run as a
 formula (starting with ``=``, ``+``, ``-``, ``@``, tab or carriage return) is
-written with a leading ``'`` (OWASP's advice against CSV injection). JSON is one list of objects, one per line.
+written with a leading ``'`` (OWASP's advice against CSV injection). JSON is one
+list of objects, one per line.
 """
 
 from __future__ import annotations
