@@ -125,7 +125,7 @@ async def _page(
             problem = "throttled (429)"
             continue
         doc = _json(fetched) if fetched.status == 200 else None
-        if isinstance(doc, dict) and isinstance(doc.get("items", []), list):
+        if isinstance(_field(doc, "items"), list):
             return doc
         problem = f"answered {fetched.status}" if fetched.status != 200 else "not a list"
         await asyncio.sleep(_ERROR_WAIT_S)

@@ -83,7 +83,7 @@ async def test_a_throttled_page_is_asked_again_after_retry_after(
 async def test_a_refused_list_cannot_run(upstream: Upstream, pool: UpstreamPool) -> None:
     """401 on the list: ListError saying so, without the token."""
     upstream.sandbox.listing.add_many(PARTNER_A, 3)
-    token = make_token(PARTNER_A, tid=None)  # no tid: the sandbox answers 401
+    token = make_token(PARTNER_A, exp=1)  # expired: the sandbox answers 401
     with pytest.raises(ListError, match=r"refused the customers list \(401\)") as raised:
         await _all(Listing(pool, "", f"Bearer {token}", PARTNER_A, 3.0, 1.0))
     assert token not in str(raised.value)
