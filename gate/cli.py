@@ -1,4 +1,4 @@
-"""The ``gate`` command: serve | check-config | explain | demo | replay | health.
+"""The ``gate`` command: serve | check-config | explain | demo | replay | audit | health.
 
 The only place that runs apps on real listeners, installs signal handlers
 and picks the event loop (uvloop where available).
@@ -290,7 +290,45 @@ def _parser() -> argparse.ArgumentParser:
     health.add_argument("--cert", metavar="FILE", help="client certificate (mutual TLS)")
     health.add_argument("--key", metavar="FILE", help="its key (default: in --cert's file)")
     health.add_argument("--timeout", type=float, default=3.0, metavar="S", help="default 3")
+    _audit_parser(commands)
     return parser
+
+
+def _audit_parser(commands: Any) -> None:
+    audit = commands.add_parser(
+        "audit", help="every customer of a partner: would the gate block it, and why"
+    )
+    audit.add_argument("--config", metavar="FILE", help="TOML config (default: built-ins)")
+    audit.add_argument(
+        "--token-file", metavar="FILE", required=True, help="the partner's App+User token"
+    )
+    audit.add_argument("--out", metavar="FILE", help="write the report here (default: stdout)")
+    audit.add_argument("--format", choices=("csv", "json"), default="csv")
+    audit.add_argument(
+        "--concurrency",
+        metavar="N",
+        type=_positive,
+        help="lookups at once (default: 16, at most acceptance.max_concurrent_lookups)",
+    )
+    audit.add_argument(
+        "--warm", action="store_true", help="write each answer to acceptance.shared_url"
+    )
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1 up, not {text!r}")
+    return int(text)
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from gate.audit.command import AuditArgs, run_audit_command
+
+    settings = _load(args.config)
+    if settings is None:
+        return 2
+    audit_args = AuditArgs(args.token_file, args.out, args.format, args.concurrency, args.warm)
+    return _run(run_audit_command(settings, audit_args))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -310,6 +348,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _replay(args)
     if args.command == "health":
         return _health(args)
+    if args.command == "audit":
+        return _audit(args)
     from gate.demo import run_demo
 
     return _run(run_demo(sys.stdout))

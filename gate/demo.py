@@ -1,5 +1,7 @@
 """``gate demo``: the sandbox upstream and the gate on loopback, block -> confirm -> allow.
 
+It ends with an audit of partner A's customers (``gate audit``'s rows and summary).
+
 Offline and self-checking: every step states what it expects, and the demo
 exits non-zero if the gate did anything else.
 """
@@ -16,6 +18,9 @@ from aiohttp import web
 
 from gate import sandbox
 from gate.app import create_app, start_proxy
+from gate.audit.progress import Progress
+from gate.audit.report import CsvWriter
+from gate.audit.run import Plan, audit
 from gate.config import AcceptanceSettings, Settings, UpstreamSettings
 from gate.core.confirmation import MCA_TEMPLATE_ID
 from gate.keys import LOGGER, STATE
@@ -101,8 +106,25 @@ _STEPS: tuple[tuple[str, str, str, str, Any, int], ...] = (
 )  # fmt: skip
 
 
+async def _audit(out: TextIO, sb: sandbox.Sandbox, settings: Settings) -> None:
+    """``gate audit`` of partner A's customers: who would be blocked, and why."""
+    sb.listing.add(PARTNER_A, CUSTOMER, "Contoso Ltd")  # confirmed in step 3
+    sb.listing.add(PARTNER_A, "d1ec7000-5151-4a4a-9b9b-000000000002", "Fabrikam GmbH")
+    sb.sign_directly("d1ec7000-5151-4a4a-9b9b-000000000002")  # accepted in the admin center
+    sb.listing.add(PARTNER_A, "0ca11ed0-7777-4c4c-8d8d-000000000003", "Tailspin Toys")
+    print("\nAudit: partner A's customers, as `gate audit` reports them", file=out)
+    report = io.StringIO()
+    plan = Plan(settings, sandbox.make_token(PARTNER_A), PARTNER_A, concurrency=1)
+    writer = CsvWriter(report)
+    result = await audit(plan, writer, Progress.off())
+    writer.close()
+    for line in report.getvalue().splitlines() + result.summary.lines():
+        print(f"   {line}", file=out)
+
+
 async def run_demo(out: TextIO) -> int:
-    upstream_runner, upstream = await _start(sandbox.create_app())
+    upstream_app = sandbox.create_app()
+    upstream_runner, upstream = await _start(upstream_app)
     logs = io.StringIO()
     settings = Settings.model_construct(  # the demo's own settings: no file, no GATE_* variables
         upstream=UpstreamSettings(url=upstream), acceptance=AcceptanceSettings(negative_ttl_s=0)
@@ -120,6 +142,7 @@ async def run_demo(out: TextIO) -> int:
             walk = _Walkthrough(out, client, gate, logs)
             for step in _STEPS:
                 await walk.call(*step)
+        await _audit(out, upstream_app[sandbox.SANDBOX], settings)
     finally:
         await door.drain(0)
         await gate_runner.cleanup()

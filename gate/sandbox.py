@@ -33,6 +33,9 @@ import hashlib
 import itertools
 import json
 import re
+import time
+import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -40,7 +43,15 @@ from typing import Any
 from aiohttp import web
 from multidict import CIMultiDict
 
-__all__ = ["SANDBOX", "Knobs", "Received", "Sandbox", "create_app", "make_token"]
+__all__ = [
+    "SANDBOX",
+    "CustomerList",
+    "Knobs",
+    "Received",
+    "Sandbox",
+    "create_app",
+    "make_token",
+]
 
 _KEEP_BODY = 1024 * 1024
 
@@ -134,6 +145,7 @@ class Sandbox:
     knobs: Knobs = field(default_factory=Knobs)
     agreements_in_flight: int = 0  # agreements lookups being answered right now
     agreements_peak: int = 0  # the most ever answered at once
+    listing: CustomerList = field(default_factory=lambda: CustomerList())  # GET /v1/customers
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def accept(
@@ -382,6 +394,9 @@ def create_app(sandbox: Sandbox | None = None) -> web.Application:
         if sb.knobs.delay_s and "/agreements" not in received.path.lower():
             await asyncio.sleep(sb.knobs.delay_s)
         path = received.path.lower()
+        listed = sb.listing.answer(request.method, path, request.query, request.headers)
+        if listed is not None:  # the customers list, or a throttled call (gate audit)
+            return listed
         found = _route(request.method, path)
         if found is None:
             return await _echo(request, received)
@@ -411,3 +426,140 @@ async def _record(request: web.Request, sb: Sandbox) -> Received:
     )
     sb.received.append(received)
     return received
+
+
+# -- The customers list (``gate audit``): paged as Partner Center, throttled on demand --------
+#
+# GET /v1/customers?size=N answers {"totalCount", "items", "links": {"next": {"uri",
+# "method", "headers": [{"key": "MS-ContinuationToken", "value"}]}}, "continuationToken",
+# "attributes"}; the next page is GET /v1/customers?size=N&seekOperation=Next with that
+# header. The token is an offset into the partner's list (opaque to clients), so a
+# customer added in front of it between pages shows the last one again, as offset
+# paging does: clients must not count a customer twice.
+
+_PAGE_SIZE, _MAX_PAGE_SIZE = 100, 500
+_COUNTED = re.compile(
+    r"/v1/customers(/[^/]+/(agreements|directsignedmicrosoftcustomeragreementstatus))?"
+)
+
+
+@dataclass(slots=True)
+class CustomerList:
+    """Each partner's customers, their paging, and 429s on demand (``throttle``)."""
+
+    customers: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # partner ->
+    pages_served: int = 0
+    on_page: Callable[[int], None] | None = None  # after page n (1-based) is built: change it
+    throttled_answers: int = 0  # calls answered 429 by ``throttle``
+    arrivals: list[tuple[float, int]] = field(default_factory=list)  # (monotonic, status) per
+    # call to the list or a customer's agreements / direct status: what a client's pacing did
+    _calls: int = 0
+    _throttle: tuple[int, int, str] | None = None  # (first call, last call, Retry-After)
+
+    def add(self, partner: str, customer: str, company: str, *, front: bool = False) -> None:
+        """A customer of ``partner``, shaped as Partner Center lists it (contacts included)."""
+        item = {
+            "id": customer,
+            "commerceId": f"commerce-{customer}",
+            "companyProfile": {
+                "tenantId": customer,
+                "domain": f"{company.split()[0].lower()}.onmicrosoft.com",
+                "companyName": company,
+                "attributes": {"objectType": "CustomerCompanyProfile"},
+            },
+            "billingProfile": {
+                "firstName": "Grace",
+                "lastName": "Hopper",
+                "email": "grace.hopper@customer.example",
+                "defaultAddress": {"phoneNumber": "+1 425 555 0199", "country": "US"},
+            },
+            "relationshipToPartner": "reseller",
+            "attributes": {"objectType": "Customer"},
+        }
+        listed = self.customers.setdefault(partner.lower(), [])
+        if front:
+            listed.insert(0, item)
+        else:
+            listed.append(item)
+
+    def add_many(self, partner: str, count: int, company: str = "Customer") -> list[str]:
+        """``count`` more customers (thousands are fine), ids stable for a partner and index."""
+        start = len(self.customers.get(partner.lower(), []))
+        ids = [
+            str(uuid.uuid5(uuid.NAMESPACE_URL, f"{partner}/{n}"))
+            for n in range(start, start + count)
+        ]
+        for n, customer in enumerate(ids, start):
+            self.add(partner, customer, f"{company} {n}")
+        return ids
+
+    def throttle(self, *, after: int, times: int = 1, retry_after: str = "1") -> None:
+        """Answer 429 (with ``retry_after``) to ``times`` calls to the customers list or a
+        customer's agreements or direct status, once ``after`` more such calls were answered."""
+        self._throttle = (self._calls + after, self._calls + after + times, retry_after)
+
+    def answer(
+        self, method: str, path: str, query: Mapping[str, str], headers: Mapping[str, str]
+    ) -> web.Response | None:
+        """A throttled call's 429, the list's page (401 for an expired token), or None."""
+        if method != "GET" or not _COUNTED.fullmatch(path):
+            return None
+        call, self._calls = self._calls, self._calls + 1
+        throttled = self._throttle is not None and self._throttle[0] <= call < self._throttle[1]
+        self.arrivals.append((time.monotonic(), 429 if throttled else 0))
+        if throttled and self._throttle is not None:
+            self.throttled_answers += 1
+            response = _error(429, 429, "TooManyRequests: throttled by a sandbox knob")
+            response.headers["Retry-After"] = self._throttle[2]
+            return response
+        if path != "/v1/customers":
+            return None
+        partner = _partner_of(headers.get("Authorization", ""))
+        if partner is None:
+            return None  # no partner: echoed, as every unrouted call (pass-through tests)
+        expires = _claims_of(headers.get("Authorization", "")).get("exp")
+        if isinstance(expires, int | float) and expires < time.time():
+            return _error(401, 401, "Unauthorized: the token has expired")
+        return self._page(partner, query, headers)
+
+    def _page(
+        self, partner: str, query: Mapping[str, str], headers: Mapping[str, str]
+    ) -> web.Response:
+        size_text = query.get("size", str(_PAGE_SIZE))
+        size = min(int(size_text), _MAX_PAGE_SIZE) if size_text.isdigit() else 0
+        if size < 1:
+            return _error(400, 400, "BadRequest: size must be a positive number")
+        offset = 0
+        if query.get("seekOperation", "").lower() == "next":
+            offset = _offset_of(headers.get("MS-ContinuationToken", ""), partner)
+            if offset < 0:
+                return _error(400, 400, "InvalidContinuationToken: missing or not ours")
+        listed = self.customers.get(partner, [])
+        items = listed[offset : offset + size]
+        self.pages_served += 1
+        if self.on_page is not None:
+            self.on_page(self.pages_served)
+        doc: dict[str, Any] = {
+            "totalCount": len(items),
+            "items": items,
+            "links": {"self": {"uri": f"/customers?size={size}", "method": "GET", "headers": []}},
+            "attributes": {"objectType": "Collection"},
+        }
+        if offset + size < len(listed):
+            token = base64.urlsafe_b64encode(f"{partner}:{offset + size}".encode()).decode()
+            doc["continuationToken"] = token
+            doc["links"]["next"] = {
+                "uri": f"/customers?size={size}&seekOperation=Next",
+                "method": "GET",
+                "headers": [{"key": "MS-ContinuationToken", "value": token}],
+            }
+        return web.json_response(doc)
+
+
+def _offset_of(token: str, partner: str) -> int:
+    """The offset a continuation token stands for; -1 when it is not one of ours."""
+    try:
+        owner, _, offset = base64.urlsafe_b64decode(token.encode()).decode().partition(":")
+    except (ValueError, UnicodeDecodeError):
+        return -1
+    return int(offset) if owner == partner and offset.isdigit() else -1

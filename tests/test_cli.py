@@ -233,6 +233,8 @@ def test_demo_walks_through_block_confirm_allow() -> None:
     result = gate("demo")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "demo finished: all steps behaved as expected" in result.stdout
+    assert ",Tailspin Toys,not_confirmed,none,,,no_agreement" in result.stdout  # its audit
+    assert "3 customers: 2 confirmed, 1 not_confirmed, 0 unknown" in result.stdout
 
 
 def test_version() -> None:

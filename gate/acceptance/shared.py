@@ -239,6 +239,17 @@ class SharedTier:
 
         await self._command("set", write)
 
+    async def warm(self, key: str, state: State) -> bool:
+        """Write a pair's answer found elsewhere (``gate audit --warm``) with the gate's TTL.
+
+        As a lookup's answer: 'not accepted' never overwrites what Redis holds.
+        False when the tier is down or the write failed.
+        """
+        if self._state != "up":
+            return False
+        await self._share(key, state, None)
+        return self._state == "up"
+
     async def _release(self, key: str, token: str) -> None:
         await self._command("lock", lambda: self._redis.eval(_RELEASE, 1, _LOCK + key, token))
 
