@@ -239,7 +239,7 @@ class SharedTier:
 
         await self._command("set", write)
 
-    async def warm(self, key: str, state: State) -> bool:
+    async def warm(self, key: str, state: State, source: str = "agreement") -> bool:
         """Write a pair's answer found elsewhere (``gate audit --warm``) with the gate's TTL.
 
         As a lookup's answer: 'not accepted' never overwrites what Redis holds.
@@ -247,7 +247,7 @@ class SharedTier:
         """
         if self._state != "up":
             return False
-        await self._share(key, state, None)
+        await self._share(key, state, None, source if state is State.ACCEPTED else "agreement")
         return self._state == "up"
 
     async def _release(self, key: str, token: str) -> None:

@@ -141,7 +141,7 @@ class _Run:
             self.progress.done()
             if self.shared is not None and finding.state is not State.UNKNOWN:
                 key = f"{self.plan.partner}/{customer.id}"
-                if await self.shared.warm(key, finding.state):
+                if await self.shared.warm(key, finding.state, finding.source):
                     self.result.warmed += 1
                 else:
                     self.result.not_warmed += 1

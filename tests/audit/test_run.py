@@ -171,7 +171,8 @@ async def test_warm_writes_each_answer_with_the_gates_ttl(
             key = value_key(f"{PARTNER_A}/{customer}")
             doc = json.loads(await client.get(key))
             status = "accepted" if expected[1] == "confirmed" else "not_accepted"
-            assert (doc["status"], doc["source"]) == (status, "lookup")
+            source = expected[2] if status == "accepted" else "agreement"  # as the gate writes
+            assert (doc["status"], doc["source"]) == (status, source)
             ttl = await client.pttl(key)
             assert 0 < ttl <= (600_000 if status == "accepted" else 30_000)
             assert ttl > (30_000 if status == "accepted" else 0)
