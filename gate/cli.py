@@ -212,14 +212,19 @@ def _explain(args: argparse.Namespace) -> int:
     settings = _load(args.config)
     if settings is None:
         return 2
-    raw = None
-    if args.body is not None:
-        try:
+    if args.current is not None and args.body is None:
+        print("--current needs --body: the edit is compared with it", file=sys.stderr)
+        return 2
+    raw = current = None
+    try:
+        if args.body is not None:
             raw = sys.stdin.buffer.read() if args.body == "-" else Path(args.body).read_bytes()
-        except OSError as error:
-            print(f"{args.body}: cannot read: {error.strerror}", file=sys.stderr)
-            return 2
-    for line in explain(settings, args.method, args.path, args.partner, raw):
+        if args.current is not None:
+            current = Path(args.current).read_bytes()
+    except OSError as error:
+        print(f"{error.filename or args.body}: cannot read: {error.strerror}", file=sys.stderr)
+        return 2
+    for line in explain(settings, args.method, args.path, args.partner, raw, current):
         print(line)
     return 0
 
@@ -273,6 +278,9 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--config", metavar="FILE")
     explain.add_argument("--partner", metavar="TENANT", help="apply this partner's overrides")
     explain.add_argument("--body", metavar="FILE", help="the request body (- for stdin)")
+    explain.add_argument(
+        "--current", metavar="FILE", help="a subscription edit: the subscription now (JSON)"
+    )
     explain.add_argument("method", metavar="METHOD")
     explain.add_argument("path", metavar="PATH")
     commands.add_parser("demo", help="block -> confirm -> allow against a built-in sandbox")
