@@ -20,6 +20,7 @@ COVERED_ELSEWHERE = {
     "control": "the parent-worker channel: tests/contract/test_workers.py",
     "workers": "the supervising parent: tests/contract/test_workers.py, test_serve.py",
     "authz": "the decision service: tests/contract/test_authz_*.py (Envoy shapes, real nginx)",
+    "authz_grpc": "the gRPC ext_authz service: tests/contract/test_authz_grpc.py, real Envoy",
     "app": "app factories: every contract test starts one",
     "http/connection": "one upstream connection, driven through gate.http.upstream in its tests",
     "demo": "run end to end as `gate demo` by tests/test_cli.py",

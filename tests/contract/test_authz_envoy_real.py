@@ -139,7 +139,7 @@ async def _wait_listening(process: asyncio.subprocess.Process, port: int, log: P
     async with asyncio.timeout(_BOUND_S):
         while True:
             if process.returncode is not None:
-                raise AssertionError(f"envoy exited early: {log.read_text()}")
+                raise AssertionError(f"envoy exited early: {log.read_text()}")  # noqa: ASYNC240
             try:
                 _, writer = await asyncio.open_connection("127.0.0.1", port)
             except OSError:
@@ -212,9 +212,7 @@ async def test_reads_pass_without_a_check(envoy: Envoy) -> None:
 
 async def test_unconfirmed_order_gets_the_gates_403_and_is_not_placed(envoy: Envoy) -> None:
     """R1 via §4: Envoy answers an unconfirmed order with the gate's 403 13605 JSON."""
-    status, headers, body = await envoy.request(
-        "POST", orders_path(), json=order(), headers=auth()
-    )
+    status, headers, body = await envoy.request("POST", orders_path(), json=order(), headers=auth())
     assert status == 403
     assert headers["X-Gate-Decision"] == "blocked"
     assert headers["Content-Type"].startswith("application/json")
@@ -321,9 +319,7 @@ async def test_failed_lookup_503(envoy: Envoy) -> None:
     """§2 via §4: fail-closed lookup failure. gRPC: the gate's 503 JSON + Retry-After reach the
     client; HTTP service: Envoy turns the gate's 5xx into its own bodiless 503."""
     envoy.upstream.sandbox.knobs.agreements_status = 500
-    status, headers, body = await envoy.request(
-        "POST", orders_path(), json=order(), headers=auth()
-    )
+    status, headers, body = await envoy.request("POST", orders_path(), json=order(), headers=auth())
     assert status == 503
     assert envoy.orders_placed() == 0
     if envoy.variant == "grpc":
@@ -341,11 +337,9 @@ async def test_failed_lookup_503(envoy: Envoy) -> None:
 
 
 async def test_overrides_and_url_overrides_never_reach_the_upstream(envoy: Envoy) -> None:
-    """§2 via §4: on a read (no check) and on an allowed order, Envoy strips what the gate strips."""
+    """§2 via §4: on a read (unchecked) and an allowed order, Envoy strips what the gate strips."""
     envoy.upstream.sandbox.accept(PARTNER_A, CUSTOMER)
-    status, _, _ = await envoy.request(
-        "GET", subscription_path(), headers={**auth(), **STRIPPED}
-    )
+    status, _, _ = await envoy.request("GET", subscription_path(), headers={**auth(), **STRIPPED})
     assert status == 200
     headers = {**auth(), **STRIPPED, "X-HTTP-Method-Override": "POST"}
     status, answer, _ = await envoy.request("POST", orders_path(), json=order(), headers=headers)
