@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,15 @@ from envoy.service.auth.v3.external_auth_pb2 import CheckRequest, CheckResponse
 
 from tests.conftest import Upstream
 from tests.contract.conftest import ServeGate, free_port
-from tests.support import CUSTOMER, PARTNER_A, agreements_path, auth, order, orders_path
+from tests.support import (
+    CUSTOMER,
+    GATE_COMMAND,
+    PARTNER_A,
+    agreements_path,
+    auth,
+    order,
+    orders_path,
+)
 
 _METHOD = "/envoy.service.auth.v3.Authorization/Check"
 _BOUND_S = 20.0
@@ -165,3 +174,19 @@ async def test_workers_share_the_grpc_port(serve_gate: ServeGate, upstream: Upst
           for _ in range(8))
     )  # fmt: skip
     assert {answer.denied_response.status.code for answer in answers} == {403}
+
+
+def test_check_config_checks_the_grpc_listeners_tls_files(tmp_path: Path) -> None:
+    """§4: with only authz.grpc_listen set, check-config still names an unusable TLS file."""
+    config = tmp_path / "gate.toml"
+    missing = tmp_path / "missing.pem"
+    config.write_text(
+        f'[authz]\ngrpc_listen = "127.0.0.1:9192"\n'
+        f'tls_cert_file = "{missing}"\ntls_key_file = "{missing}"\n'
+    )
+    result = subprocess.run(
+        [*GATE_COMMAND, "check-config", str(config)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "authz.tls_cert_file" in result.stdout + result.stderr
