@@ -5,7 +5,17 @@ itself (``gate.core.decide.Decider``) on a gated order whose pair is cached,
 with a real request head as the front door builds it, and prints µs per call
 for each step and for the whole of route + decide_now. Asserts nothing.
 
+``--checks`` measures a whole check instead, over sockets: `gate serve` (pinned
+alone on CPU 1 when there are two) with both decision services, asked a cached
+gated order by a client on CPU 0, 16 in flight; the figure is the gate's CPU
+µs per check (utime + stime from /proc, as bench/run counts), for the HTTP
+service (aiohttp client, keep-alive) and the gRPC service (grpcio client, one
+HTTP/2 channel). ``--stacks`` also times a bare unary Check (fixed answer, no
+decision) on grpcio's asyncio server and on grpclib (installed by hand: it is
+not a dependency), each in its own pinned process: the gRPC stack's own cost.
+
     .venv/bin/python bench/decision_bench.py [--calls 200000]
+    .venv/bin/python bench/decision_bench.py --checks [--calls 20000] [--stacks]
 """
 
 from __future__ import annotations
@@ -97,5 +107,13 @@ async def main(calls: int) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
-    parser.add_argument("--calls", type=int, default=200_000)
-    asyncio.run(main(parser.parse_args().calls))
+    parser.add_argument("--calls", type=int, default=None)
+    parser.add_argument("--checks", action="store_true", help="whole checks over sockets")
+    parser.add_argument("--stacks", action="store_true", help="with --checks: grpcio vs grpclib")
+    args = parser.parse_args()
+    if args.checks:
+        from check_bench import run_checks  # over sockets: its own module
+
+        asyncio.run(run_checks(args.calls or 20_000, stacks_too=args.stacks))
+    else:
+        asyncio.run(main(args.calls or 200_000))

@@ -21,6 +21,7 @@ from gate import __version__, admin
 from gate.acceptance import AcceptanceStore
 from gate.acceptance.shared import SharedTier
 from gate.authz import DecisionService
+from gate.authz_grpc import GrpcDecisionService, server_credentials
 from gate.config import Settings
 from gate.core.decide import Decider
 from gate.http.server import FrontDoor
@@ -43,7 +44,7 @@ from gate.metrics import Metrics
 from gate.pipeline import Pipeline
 from gate.runtime import RuntimeHolder, compile_settings
 
-__all__ = ["create_admin_app", "create_app", "start_authz", "start_proxy"]
+__all__ = ["create_admin_app", "create_app", "start_authz", "start_grpc_authz", "start_proxy"]
 
 
 def create_app(
@@ -93,6 +94,24 @@ async def start_authz(
     context = app[TLS].context("authz", settings.authz)
     door = FrontDoor(service.start, settings.server, app[LOGGER])
     return door, await door.start(host, port, reuse_port=reuse_port, ssl=context)
+
+
+async def start_grpc_authz(
+    app: web.Application, host: str, port: int, *, reuse_port: bool = False
+) -> tuple[GrpcDecisionService, int]:
+    """Open Envoy's gRPC ext_authz service over a set-up app (TLS with the [authz] files)."""
+    store, settings = app[STORE], app[RUNTIME].current.settings
+    decider = Decider(app[RUNTIME], store, store.read_subscription)
+    service = GrpcDecisionService(decider, app[METRICS], app[HOT_LINES])
+    credentials = server_credentials(settings.authz)
+    bound = await service.start(
+        host,
+        port,
+        reuse_port=reuse_port,
+        credentials=credentials,
+        max_body=settings.server.max_gated_body_bytes,
+    )
+    return service, bound
 
 
 async def upstream_pool(app: web.Application) -> AsyncIterator[None]:

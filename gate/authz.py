@@ -40,7 +40,7 @@ from gate.http.cycle import ClientGone, Cycle
 from gate.logs import HotLines
 from gate.metrics import Metrics
 
-__all__ = ["DecisionService"]
+__all__ = ["DecisionService", "cut_short", "logged"]
 
 _INLINE_BODY = 64 * 1024  # check bodies up to this size (by Content-Length) are taken whole
 _RELAYED_TO_NGINX = frozenset({b"x-gate-decision", b"retry-after"})
@@ -129,13 +129,7 @@ class DecisionService:
 
     async def _read_and_decide(self, cycle: Cycle, gated: Gated, nginx: bool) -> None:
         if cycle.head.getall("x-envoy-auth-partial-body") == ["true"]:
-            limit = gated.runtime.max_gated_body
-            error = BodyTooLarge(
-                "The proxy in front of the gate cut this call's body, so it cannot be decided; "
-                f"raise its limit (with_request_body.max_request_bytes) to {limit} bytes.",
-                [{"limit": limit}],
-            )
-            self._reply(cycle, answer_error(error, gated.trace), nginx)
+            self._reply(cycle, cut_short(gated), nginx)
             return
         try:
             raw = await cycle.body.read(gated.runtime.max_gated_body, cycle.length)
@@ -159,10 +153,7 @@ class DecisionService:
         else:
             answer = _for_nginx(action) if nginx else action
         cycle.conn.send(cycle, answer)
-        if action.trace is not None:
-            error = action.error if isinstance(action, Answer) else None
-            finish(action.trace, _status(action), error,
-                   self._metrics, self._lines)  # fmt: skip
+        logged(action, self._metrics, self._lines)
 
     def _gone(self, gated: Gated) -> None:
         """The client left before its body was in: a 499 line, as the proxy writes."""
@@ -171,8 +162,23 @@ class DecisionService:
         finish(trace, 499, None, self._metrics, self._lines)
 
 
-def _status(action: Action) -> int:
-    return action.status if isinstance(action, Answer) else 200
+def logged(action: Action, metrics: Metrics, lines: HotLines) -> None:
+    """A gated call's decision is logged and counted like the proxy's (a check's 200: allowed)."""
+    if action.trace is not None:
+        error = action.error if isinstance(action, Answer) else None
+        status = action.status if isinstance(action, Answer) else 200
+        finish(action.trace, status, error, metrics, lines)
+
+
+def cut_short(gated: Gated) -> Answer:
+    """The refusal of a gated call whose body the proxy in front cut at its limit: 413."""
+    limit = gated.runtime.max_gated_body
+    error = BodyTooLarge(
+        "The proxy in front of the gate cut this call's body, so it cannot be decided; "
+        f"raise its limit (with_request_body.max_request_bytes) to {limit} bytes.",
+        [{"limit": limit}],
+    )
+    return answer_error(error, gated.trace)
 
 
 def _for_nginx(answer: Answer) -> Answer:

@@ -22,12 +22,14 @@ from aiohttp import web
 
 from gate import __version__
 from gate.admin import LocalGate, reload
-from gate.app import create_admin_app, create_app, start_authz, start_proxy
+from gate.app import create_admin_app, create_app, start_authz, start_grpc_authz, start_proxy
+from gate.authz_grpc import GrpcDecisionService
 from gate.config import ConfigError, Settings, load, parse_listen
 from gate.configdiff import DEFAULTS, changes, defaults
 from gate.control import Channel
 from gate.explain import explain
 from gate.http import tls
+from gate.http.server import FrontDoor
 from gate.keys import LOGGER, STATE, STORE, TLS
 from gate.logs import make_logger, redact_library_logs
 from gate.replay.run import replay
@@ -88,8 +90,8 @@ async def _serve(
     await admin_runner.setup()
     host, port = parse_listen(settings.server.listen)
     admin_host, admin_port = parse_listen(settings.admin.listen)
-    doors = []
-    authz_bound = None
+    doors: list[FrontDoor | GrpcDecisionService] = []
+    authz_bound = grpc_bound = None
     try:
         admin_tls = app[TLS].context("admin", settings.admin) if with_admin else None
         admin_site = web.TCPSite(admin_runner, admin_host, admin_port, ssl_context=admin_tls)
@@ -101,6 +103,12 @@ async def _serve(
                 app, authz_host, authz_port, reuse_port=settings.server.workers > 1
             )
             doors.append(authz)
+        if settings.authz.grpc_listen:
+            grpc_host, grpc_port = parse_listen(settings.authz.grpc_listen)
+            grpc_authz, grpc_bound = await start_grpc_authz(
+                app, grpc_host, grpc_port, reuse_port=settings.server.workers > 1
+            )
+            doors.append(grpc_authz)
         if with_admin:
             await admin_site.start()
     except (OSError, ConfigError) as error:
@@ -126,6 +134,9 @@ async def _serve(
         proxy=f"{host}:{bound}",
         admin=f"{admin_host}:{admin_site.port}" if with_admin else None,
         authz=f"{settings.authz.listen.rpartition(':')[0]}:{authz_bound}" if authz_bound else None,
+        grpc_authz=(
+            f"{settings.authz.grpc_listen.rpartition(':')[0]}:{grpc_bound}" if grpc_bound else None
+        ),
         upstream=settings.upstream.url,
         cloud=settings.upstream.cloud,
         mode=settings.policy.mode,

@@ -392,6 +392,8 @@ class AuthzSettings(TlsSettings):
     listen: Annotated[str, AfterValidator(_optional_listen)] = ""
     path_prefix: str = ""
     """Envoy's http_service path_prefix, stripped from a check request's path."""
+    grpc_listen: Annotated[str, AfterValidator(_optional_listen)] = ""
+    """Envoy's gRPC ext_authz service (envoy.service.auth.v3.Authorization/Check); empty: off."""
 
     @field_validator("path_prefix")
     @classmethod

@@ -18,6 +18,7 @@ COVERED_ELSEWHERE = {
     "acceptance/store": "single-flight lookups, record(), snapshots: tests/contract",
     "admin": "admin listener routes and token: tests/contract",
     "control": "the parent-worker channel: tests/contract/test_workers.py",
+    "authz_grpc": "the gRPC ext_authz service: tests/contract/test_authz_grpc.py, real Envoy",
     "app": "app factories: every contract test starts one",
     "http/connection": "one upstream connection, driven through gate.http.upstream in its tests",
     "demo": "run end to end as `gate demo` by tests/test_cli.py",

@@ -179,7 +179,7 @@ def load(section: str, files: TlsSettings, now: float | None = None) -> Certific
 def _sections(settings: Settings) -> dict[str, TlsSettings]:
     """The listeners `gate serve` opens for these settings, by name."""
     sections: dict[str, TlsSettings] = {"proxy": settings.server, "admin": settings.admin}
-    if settings.authz.listen:
+    if settings.authz.listen or settings.authz.grpc_listen:  # both use the [authz] files
         sections["authz"] = settings.authz
     return sections
 

@@ -1,10 +1,11 @@
 """DESIGN §4 decision service as Envoy's ext_authz HTTP service, and the shipped Envoy/Istio files.
 
-Envoy is not packaged here, so the check requests are shaped as Envoy's
-ext_authz filter sends them (original method, path_prefix + path and query,
-the allowed headers, the body and x-envoy-auth-partial-body) to a real
-`gate serve` process; deploy/envoy/ and deploy/istio/ are parsed and held to
-the same contract and to the gate config they ship with.
+The check requests are shaped as Envoy's ext_authz filter sends them
+(original method, path_prefix + path and query, the allowed headers, the body
+and x-envoy-auth-partial-body) to a real `gate serve` process; deploy/envoy/
+and deploy/istio/ are parsed and held to the same contract and to the gate
+config they ship with. test_authz_envoy_real.py runs both Envoy files on a
+real Envoy.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from tests.support import (
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 ENVOY, GATE_CONFIG = DEPLOY / "envoy" / "envoy.yaml", DEPLOY / "envoy" / "gate-authz.toml"
+ENVOY_HTTP = DEPLOY / "envoy" / "envoy-http.yaml"
+BOTH = [pytest.param(ENVOY, id="grpc"), pytest.param(ENVOY_HTTP, id="http")]
 ISTIO = DEPLOY / "istio"
 PREFIX = "/authz"
 # What the shipped files forward to the gate and back: DESIGN §4's contract.
@@ -274,29 +277,30 @@ def _gate_settings() -> Settings:
     return load(GATE_CONFIG)
 
 
-def _ext_authz() -> dict[str, Any]:
-    filters = _hcm()["http_filters"]
+def _ext_authz(path: Path = ENVOY_HTTP) -> dict[str, Any]:
+    filters = _hcm(path)["http_filters"]
     assert filters[-1]["name"] == "envoy.filters.http.router"
     (found,) = [f for f in filters if f["name"] == "envoy.filters.http.ext_authz"]
     config: dict[str, Any] = found["typed_config"]
     return config
 
 
-def _envoy() -> dict[str, Any]:
-    doc: dict[str, Any] = yaml.safe_load(ENVOY.read_text(encoding="utf-8"))
+def _envoy(path: Path = ENVOY_HTTP) -> dict[str, Any]:
+    doc: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
     return doc
 
 
-def _hcm() -> dict[str, Any]:
-    (listener,) = _envoy()["static_resources"]["listeners"]
+def _hcm(path: Path = ENVOY_HTTP) -> dict[str, Any]:
+    (listener,) = _envoy(path)["static_resources"]["listeners"]
     (chain,) = listener["filter_chains"]
     (hcm,) = chain["filters"]
     config: dict[str, Any] = hcm["typed_config"]
     return config
 
 
-def _cluster_port(name: str) -> int:
-    (cluster,) = [c for c in _envoy()["static_resources"]["clusters"] if c["name"] == name]
+def _cluster_port(name: str, path: Path = ENVOY_HTTP) -> int:
+    clusters = _envoy(path)["static_resources"]["clusters"]
+    (cluster,) = [c for c in clusters if c["name"] == name]
     (endpoints,) = cluster["load_assignment"]["endpoints"]
     (endpoint,) = endpoints["lb_endpoints"]
     port: int = endpoint["endpoint"]["address"]["socket_address"]["port_value"]
@@ -307,9 +311,10 @@ def _patterns(matcher: dict[str, Any]) -> set[str]:
     return {pattern["exact"] for pattern in matcher["patterns"]}
 
 
-def test_envoy_ext_authz_fails_closed_and_sends_the_body() -> None:
+@pytest.mark.parametrize("path", BOTH)
+def test_envoy_ext_authz_fails_closed_and_sends_the_body(path: Path) -> None:
     """§4: failure_mode_allow is false and the body up to the gate's limit goes to the check."""
-    config = _ext_authz()
+    config = _ext_authz(path)
     assert config["failure_mode_allow"] is False
     body = config["with_request_body"]
     assert body["max_request_bytes"] == _gate_settings().server.max_gated_body_bytes
@@ -329,22 +334,38 @@ def test_envoy_http_service_agrees_with_the_gate_config() -> None:
     assert _cluster_port("gate_proxy") == proxy_port
 
 
-def test_envoy_forwards_the_headers_the_gate_decides_on() -> None:
-    """§4: the check carries the token and overrides; answers carry the gate's headers back."""
-    service = _ext_authz()["http_service"]
-    sent = _patterns(service["authorization_request"]["allowed_headers"])
+@pytest.mark.parametrize("path", BOTH)
+def test_envoy_sends_the_headers_the_gate_decides_on(path: Path) -> None:
+    """§4: the check carries the token and overrides (ExtAuthz.allowed_headers, not deprecated)."""
+    sent = _patterns(_ext_authz(path)["allowed_headers"])
     assert sent >= CHECKED_HEADERS
     assert not {"x-original-uri", "x-original-method"} & sent  # nginx's shape, never Envoy's
-    response = service["authorization_response"]
+
+
+def test_envoy_grpc_service_agrees_with_the_gate_config() -> None:
+    """§4: envoy.yaml asks the gate's authz.grpc_listen over HTTP/2, the body as bytes."""
+    config = _ext_authz(ENVOY)
+    assert "http_service" not in config
+    assert config["grpc_service"]["envoy_grpc"]["cluster_name"] == "gate_authz"
+    assert config["with_request_body"]["pack_as_bytes"] is True
+    settings = _gate_settings()
+    assert _cluster_port("gate_authz", ENVOY) == parse_listen(settings.authz.grpc_listen)[1]
+    assert _cluster_port("gate_proxy", ENVOY) == parse_listen(settings.server.listen)[1]
+
+
+def test_envoy_http_answers_carry_the_gates_headers_back() -> None:
+    """§4: the HTTP service's answers carry the gate's headers to the client and upstream."""
+    response = _ext_authz()["http_service"]["authorization_response"]
     assert _patterns(response["allowed_client_headers"]) >= DENY_HEADERS
     assert "x-gate-decision" in _patterns(response["allowed_upstream_headers"])
     assert "x-gate-decision" in _patterns(response["allowed_client_headers_on_success"])
 
 
-def test_envoy_routes_confirmations_to_the_gate_and_reads_around_it() -> None:
+@pytest.mark.parametrize("path", BOTH)
+def test_envoy_routes_confirmations_to_the_gate_and_reads_around_it(path: Path) -> None:
     """§4: POST .../agreements goes to the gate's proxy, reads skip the check, the rest is
     checked."""
-    (host,) = _hcm()["route_config"]["virtual_hosts"]
+    (host,) = _hcm(path)["route_config"]["virtual_hosts"]
     routes = {route["name"]: route for route in host["routes"]}
     assert list(routes) == ["confirmation", "read", "checked"]
     disabled = "envoy.filters.http.ext_authz"
@@ -356,14 +377,15 @@ def test_envoy_routes_confirmations_to_the_gate_and_reads_around_it() -> None:
     assert "typed_per_filter_config" not in routes["checked"]
 
 
-def test_envoy_reaches_partner_center_over_verified_tls() -> None:
+@pytest.mark.parametrize("path", BOTH)
+def test_envoy_reaches_partner_center_over_verified_tls(path: Path) -> None:
     """§4: the upstream cluster speaks TLS with Partner Center's name and verifies it."""
     (cluster,) = [
-        c for c in _envoy()["static_resources"]["clusters"] if c["name"] == "partner_center"
+        c for c in _envoy(path)["static_resources"]["clusters"] if c["name"] == "partner_center"
     ]
     tls = cluster["transport_socket"]["typed_config"]
     assert tls["sni"] == "api.partnercenter.microsoft.com"
-    assert _cluster_port("partner_center") == 443
+    assert _cluster_port("partner_center", path) == 443
     assert "trusted_ca" in tls["common_tls_context"]["validation_context"]
     assert _gate_settings().upstream.url == "https://api.partnercenter.microsoft.com"
 
@@ -373,28 +395,33 @@ def _istio(name: str) -> dict[str, Any]:
     return doc
 
 
-def test_istio_provider_agrees_with_the_gate_and_the_policy() -> None:
-    """§4: the mesh's ext_authz provider is the policy's, fails closed, and matches the gate."""
-    (provider,) = _istio("meshconfig.yaml")["spec"]["meshConfig"]["extensionProviders"]
+def test_istio_providers_agree_with_the_gate_and_the_policy() -> None:
+    """§4: the policy's provider is the gRPC one; both fail closed and match the gate."""
+    providers = _istio("meshconfig.yaml")["spec"]["meshConfig"]["extensionProviders"]
+    by_name = {provider["name"]: provider for provider in providers}
     policy, service = _istio("authorizationpolicy.yaml"), _istio("authz-service.yaml")
-    settings, http = _gate_settings(), provider["envoyExtAuthzHttp"]
+    settings = _gate_settings()
     assert policy["spec"]["action"] == "CUSTOM"
-    assert policy["spec"]["provider"]["name"] == provider["name"]
-    assert http["failOpen"] is False
-    assert http["pathPrefix"] == settings.authz.path_prefix
+    grpc, http = by_name["gate"]["envoyExtAuthzGrpc"], by_name["gate-http"]["envoyExtAuthzHttp"]
+    assert policy["spec"]["provider"]["name"] == "gate"
     name, namespace = service["metadata"]["name"], service["metadata"]["namespace"]
-    assert http["service"] == f"{name}.{namespace}.svc.cluster.local"
-    assert (
-        http["port"]
-        == service["spec"]["ports"][0]["port"]
-        == parse_listen(settings.authz.listen)[1]
-    )
+    ports = {port["name"]: port["port"] for port in service["spec"]["ports"]}
+    assert ports == {
+        "grpc-authz": parse_listen(settings.authz.grpc_listen)[1],
+        "http-authz": parse_listen(settings.authz.listen)[1],
+    }
+    assert (grpc["port"], http["port"]) == (ports["grpc-authz"], ports["http-authz"])
+    for provider in (grpc, http):
+        assert provider["failOpen"] is False
+        assert provider["service"] == f"{name}.{namespace}.svc.cluster.local"
+        body = provider["includeRequestBodyInCheck"]
+        assert body["maxRequestBytes"] == settings.server.max_gated_body_bytes
+        assert body["allowPartialMessage"] is True
+    assert grpc["includeRequestBodyInCheck"]["packAsBytes"] is True
+    assert http["pathPrefix"] == settings.authz.path_prefix
     assert set(http["includeRequestHeadersInCheck"]) >= CHECKED_HEADERS
     assert set(http["headersToDownstreamOnDeny"]) >= DENY_HEADERS
     assert "x-gate-decision" in http["headersToUpstreamOnAllow"]
-    body = http["includeRequestBodyInCheck"]
-    assert body["maxRequestBytes"] == settings.server.max_gated_body_bytes
-    assert body["allowPartialMessage"] is True
 
 
 def test_istio_policy_checks_every_call_but_plain_reads() -> None:
