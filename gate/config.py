@@ -28,6 +28,7 @@ from pydantic import (
 )
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     SettingsError,
@@ -178,12 +179,28 @@ class PartnerPolicy(_Section):
     mode: Mode
 
 
+def _listed(value: Any) -> Any:
+    """A list given as one string (an environment variable): JSON, or items split at commas."""
+    if not isinstance(value, str):
+        return value
+    if value.strip().startswith("["):
+        try:
+            return json.loads(value)
+        except ValueError:
+            raise ValueError("is not a JSON list") from None
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
 class PolicySettings(_Section):
     mode: Mode = "enforce"
     enforce_from: datetime = datetime(2018, 11, 7, tzinfo=UTC)
-    subscription_edits: Literal["seat_changes", "all"] | tuple[str, ...] = "seat_changes"
+    # NoDecode: a GATE_POLICY__* variable may name the list as TOML users write it, a JSON list,
+    # or its items separated by commas (``_listed``), not only as JSON.
+    subscription_edits: Annotated[Literal["seat_changes", "all"] | tuple[str, ...], NoDecode] = (
+        "seat_changes"
+    )
     """``seat_changes`` (= ``["quantity"]``), ``all`` (every PATCH), or a list of EDIT_FIELDS."""
-    agreement_types: tuple[str, ...] = AGREEMENT_TYPES
+    agreement_types: Annotated[tuple[str, ...], NoDecode] = AGREEMENT_TYPES
     accepted_since: datetime | None = None
     """Agreements dated before it do not count (R4); empty: any date."""
     direct_acceptance: bool = True
@@ -216,8 +233,7 @@ class PolicySettings(_Section):
     @field_validator("agreement_types", mode="before")
     @classmethod
     def _types(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            value = [value]
+        value = _listed(value)
         if not isinstance(value, list | tuple) or not value:
             raise ValueError(f"must list one or more of {', '.join(AGREEMENT_TYPES)}")
         known = {kind.lower(): kind for kind in AGREEMENT_TYPES}
@@ -234,12 +250,9 @@ class PolicySettings(_Section):
     @field_validator("subscription_edits", mode="before")
     @classmethod
     def _edits(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            if value in ("seat_changes", "all"):
-                return value
-            raise ValueError(
-                f"must be 'seat_changes', 'all' or a list of fields ({', '.join(EDIT_FIELDS)})"
-            )
+        if isinstance(value, str) and value.strip() in ("seat_changes", "all"):
+            return value.strip()
+        value = _listed(value)
         if not isinstance(value, list | tuple) or not value:
             raise ValueError(
                 f"must be 'seat_changes', 'all' or a list of fields ({', '.join(EDIT_FIELDS)})"

@@ -85,7 +85,7 @@ class _Walkthrough:
         for line in self.logs.read().splitlines():
             entry = json.loads(line)
             if entry.get("event") == "decision":
-                keys = ("transaction", "decision", "reason", "source", "cache", "latency_ms")
+                keys = ("transaction", "decision", "reason", "why", "source", "cache", "latency_ms")
                 shown = " ".join(f"{k}={entry[k]}" for k in keys if entry.get(k) is not None)
                 print(f"   log: {shown}", file=self.out)
 

@@ -157,7 +157,7 @@ class Metrics:
         self.shared_up = Gauge(
             "gate_shared_cache_up",
             "1 while the shared tier (Redis) is in use, 0 while it is skipped or not configured "
-            "(with workers: summed, the number of workers using it).",
+            "(with workers: the lowest, so 0 while any worker skips it).",
             registry=self.registry,
         )
 

@@ -171,7 +171,7 @@ class Pipeline:
         trace, record = action.trace, action.record
         if record is None or trace is None or trace.recorded:
             return
-        if proves_acceptance(status, answer):
+        if proves_acceptance(status, answer, action.existing_counts):
             trace.recorded = True
             self.store.record(record.partner, record.customer)
 

@@ -527,3 +527,34 @@ def test_token_file_problem_never_quotes_the_token(tmp_path: Path) -> None:
     problems = problems_of(tmp_path, f'[acceptance]\nlookup_token_file = "{secret}"\n')
     assert problems[0].startswith("acceptance.lookup_token_file:")
     assert "secret-ish" not in " ".join(problems)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("AGREEMENT_TYPES", "MicrosoftCustomerAgreement", ("MicrosoftCustomerAgreement",)),
+        ("AGREEMENT_TYPES", '["MicrosoftCustomerAgreement"]', ("MicrosoftCustomerAgreement",)),
+        (
+            "AGREEMENT_TYPES",
+            "microsoftcustomeragreement, MicrosoftCloudAgreement",
+            ("MicrosoftCustomerAgreement", "MicrosoftCloudAgreement"),
+        ),
+        ("SUBSCRIPTION_EDITS", "all", "all"),
+        ("SUBSCRIPTION_EDITS", "quantity,billingCycle", ("quantity", "billingCycle")),
+        ("SUBSCRIPTION_EDITS", '["termDuration"]', ("termDuration",)),
+    ],
+)
+def test_list_keys_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, expected: object
+) -> None:
+    """§3: a list key set by GATE_POLICY__* reads as JSON, comma-separated or one item."""
+    monkeypatch.setenv(f"GATE_POLICY__{name}", value)
+    assert getattr(load(None).policy, name.lower()) == expected
+
+
+def test_a_bad_list_from_the_environment_names_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """§3: the error names the key, not only the section."""
+    monkeypatch.setenv("GATE_POLICY__AGREEMENT_TYPES", "[not json")
+    with pytest.raises(ConfigError) as raised:
+        load(None)
+    assert raised.value.problems == ["policy.agreement_types: is not a JSON list"]

@@ -74,6 +74,15 @@ class LookupRules:
     direct: bool  # the direct status is asked (direct_acceptance and the MCA counts)
     query: str  # the agreementType value asked for: "*" or the one type
 
+    @property
+    def any_agreement(self) -> bool:
+        """Every agreement counts, whatever its type or date (the seed's rule).
+
+        Only then does Partner Center's 600061 "an agreement already exists" prove
+        acceptance: under a narrower policy the existing one may not count.
+        """
+        return self.accepted_since is None and self.types >= _BOTH_TYPES
+
 
 @dataclass(frozen=True, slots=True)
 class Finding:
@@ -90,6 +99,9 @@ class Finding:
 
 
 _ERROR = Finding(State.UNKNOWN, reason="lookup_error")
+
+
+_BOTH_TYPES = frozenset(("microsoftcloudagreement", "microsoftcustomeragreement"))
 
 
 def compile_rules(policy: PolicySettings) -> LookupRules:

@@ -42,6 +42,9 @@ class Forward(NamedTuple):
     body: bytes | None = None
     record: Caller | None = None
     trace: Trace | None = None
+    # Partner Center's 600061 ("already exists") proves acceptance too: only while any
+    # agreement counts (LookupRules.any_agreement), else the existing one may not.
+    existing_counts: bool = True
 
 
 class Answer(NamedTuple):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+from decimal import Decimal
 from typing import Any, Final
 
 from gate.errors import AmbiguousBody
@@ -71,7 +72,10 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-_DECODER = json.JSONDecoder(object_pairs_hook=_object)  # json.loads would build one per call
+# json.loads would build a decoder per call. Numbers with a fraction or an exponent are read
+# exactly (Decimal): as a float, 10.9999999999999999 would round to 11, which a decimal-reading
+# upstream does not.
+_DECODER = json.JSONDecoder(object_pairs_hook=_object, parse_float=Decimal)
 
 
 def parse(raw: bytes) -> Any:
@@ -113,7 +117,7 @@ def requested_quantity(doc: Any) -> int | _Marker | None:
         return UNKNOWN_QUANTITY
     if isinstance(value, int):
         return value
-    if isinstance(value, float) and value.is_integer():
+    if isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
         return int(value)
     if isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
         return int(value)

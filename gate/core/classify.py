@@ -215,7 +215,7 @@ def _classify(
     if not found:
         return None
     wanted = _override(overrides)
-    if wanted != method and (method in found or wanted in found):
+    if wanted != method:
         # The gate forwards the method it was sent; an upstream that honours the
         # override would run another one, which then was never checked (or the
         # reverse). Refuse rather than guess which method the upstream obeys.
@@ -233,7 +233,11 @@ def _transaction(rule: Rule, customer: str) -> Transaction:
     return Transaction(rule.transaction, rule.name, rule.when, customer)
 
 
-_BLANKS = "".join(map(chr, range(0x21)))  # what Java's trim() drops: every char up to U+0020
+# What an upstream may trim from a segment's ends: Java's trim() drops every char up to U+0020;
+# .NET's Trim() and Java's strip() drop Unicode white space too (Char.IsWhiteSpace).
+_BLANKS = "".join(map(chr, range(0x21))) + (
+    "\x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u2028\u2029\u202f\u205f\u3000"
+)
 _TRAILING = _BLANKS + "."  # IIS and .NET also drop a segment's trailing dots
 _TRIM_ENDS = (".", "%20", "%09")
 

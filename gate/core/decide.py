@@ -179,7 +179,8 @@ class Decider:
             if not counts(doc, runtime.lookup_rules, datetime.now(UTC)):
                 trace.facts = "not_counted"  # forwarded, but it does not confirm under R4
                 return Forward(target, Verdict.ALLOWED, raw, trace=trace)
-            return Forward(target, Verdict.ALLOWED, raw, record=caller, trace=trace)
+            existing = runtime.lookup_rules.any_agreement
+            return Forward(target, Verdict.ALLOWED, raw, caller, trace, existing)
         trace.resellers = caller.resellers
         return Pending(gated, caller, doc, raw, _first(head.getall("authorization")))
 
@@ -225,6 +226,7 @@ class Decider:
                 denied.status, denied.body, headers, denied.reason, trace=trace, own=False
             )
         trace.verdict, trace.reason = decision.verdict, decision.reason
+        trace.why = outcome.why  # what the lookup found missing (before_accepted_since, ...)
         if decision.verdict is Verdict.BLOCKED:
             refused = refusal(
                 runtime, decision, gated.transaction, caller, outcome.retry_after, outcome.why

@@ -45,15 +45,16 @@ def counts(doc: Any, rules: LookupRules, now: datetime) -> bool:
     return rules.accepted_since is None or agreed >= rules.accepted_since
 
 
-def proves_acceptance(status: int, answer: bytes | None) -> bool:
+def proves_acceptance(status: int, answer: bytes | None, existing_counts: bool = True) -> bool:
     """Whether the upstream's answer to a confirmation shows the pair accepted.
 
     ``answer`` is the body when the front door could read it whole (None: too
-    large, or not read), which only a 4xx needs.
+    large, or not read), which only a 4xx needs. ``existing_counts``: whether
+    an agreement that already exists (600061) counts whatever its type and date.
     """
     if 200 <= status < 300:
         return True
-    if not 400 <= status < 500 or answer is None:
+    if not existing_counts or not 400 <= status < 500 or answer is None:
         return False
     try:
         doc = body.parse(answer)

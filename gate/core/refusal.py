@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from gate.core.classify import Transaction
 from gate.core.identity import Caller
@@ -47,25 +48,31 @@ def refusal(
     since = rules.accepted_since
     dated = f" dated {since.isoformat().replace('+00:00', 'Z')} or later" if since else ""
     because = f" ({_WHY[why]})" if why in _WHY else ""
+    partner_way = (
+        f"the partner confirms the customer's acceptance (the attestation flow, POST "
+        f"/v1/attestations/enhanced then {resolve} with its attestationId, or {resolve})"
+    )
+    data: dict[str, Any] = {
+        "customer": caller.customer,
+        "partner": caller.partner,
+        "transaction": transaction.kind,
+        "rule": transaction.rule,
+        "reason": why or "not_accepted",
+        "resolve": resolve,
+        "resolveByAttestation": "POST /v1/attestations/enhanced",
+    }
+    if rules.direct:  # the customer's own acceptance counts only when the gate asks for it
+        ways = (
+            f"Resolve it either way, then retry: {partner_way}, or the customer accepts the "
+            f"Microsoft Customer Agreement in the Microsoft 365 admin center."
+        )
+        data["resolveByCustomer"] = "Microsoft 365 admin center"
+    else:
+        ways = f"Resolve it, then retry: {partner_way}."
     return CustomerAcceptanceRequired(
         f"Customer {caller.customer} has no confirmed acceptance of the {wanted}{dated} for "
-        f"partner {caller.partner}{because}, which a {transaction.kind} requires. Resolve it "
-        f"either way, then retry: the partner confirms the customer's acceptance (the "
-        f"attestation flow, POST /v1/attestations/enhanced then {resolve} with its "
-        f"attestationId, or {resolve}), or the customer accepts the Microsoft Customer "
-        f"Agreement in the Microsoft 365 admin center.",
-        [
-            {
-                "customer": caller.customer,
-                "partner": caller.partner,
-                "transaction": transaction.kind,
-                "rule": transaction.rule,
-                "reason": why or "not_accepted",
-                "resolve": resolve,
-                "resolveByAttestation": "POST /v1/attestations/enhanced",
-                "resolveByCustomer": "Microsoft 365 admin center",
-            }
-        ],
+        f"partner {caller.partner}{because}, which a {transaction.kind} requires. {ways}",
+        [data],
     )
 
 

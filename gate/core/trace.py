@@ -35,6 +35,7 @@ class Trace:
     cache: str = "none"
     acceptance: str | None = None  # the state the store answered; None when nobody asked
     source: str | None = None  # what confirmed: agreement | direct | confirmation
+    why: str = ""  # why a lookup did not confirm: no_agreement, before_accepted_since, ...
     facts: str | None = None  # what the body said that the rule's `when` depends on
     gated: bool = True  # False once the body shows the call is not gated after all
     recorded: bool = False  # a confirmation whose answer proved acceptance was recorded
@@ -74,6 +75,7 @@ def finish(trace: Trace, status: int, error: str | None, metrics: Metrics, lines
             "cache": trace.cache,
             "acceptance": trace.acceptance,
             "source": trace.source,
+            "why": trace.why or None,
             "body": trace.facts,
             "status": status,
             "error": error,

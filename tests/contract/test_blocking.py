@@ -487,3 +487,15 @@ async def test_mode_off_lifts_gating_but_not_the_confirmation_check(start_gate: 
     forwarded = await usgov.client.post(agreements_path(), json=bad, headers=auth())
     assert forwarded.headers["X-Gate-Decision"] == "exempt"
     assert len(usgov.upstream.sandbox.received) == 1
+
+
+async def test_a_fractional_quantity_is_a_seat_change(gate: Gate) -> None:
+    """§1.1: 10.9999999999999999 is not the current 11 to an upstream that reads decimals
+    exactly (a float would round it to 11 and let the edit through ungated)."""
+    gate.upstream.sandbox.quantities[(CUSTOMER, "sub-1")] = 11
+    raw = b'{"quantity": 10.9999999999999999}'
+    headers = {**auth(), "Content-Type": "application/json"}
+    response = await gate.client.patch(subscription_path(), data=raw, headers=headers)
+    assert response.status == 403
+    assert (await response.json())["data"][0]["transaction"] == "seat_change"
+    assert _forwarded(gate, "PATCH", subscription_path()) == 0

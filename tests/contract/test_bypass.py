@@ -344,3 +344,16 @@ async def test_an_ambiguous_method_refusal_says_blocked(gate: Gate) -> None:
     )
     assert response.status == 400
     assert response.headers["X-Gate-Decision"] == "blocked"
+
+
+@pytest.mark.parametrize("named", ["PUT", "DELETE", "MERGE", "POST, POST"])
+async def test_any_other_method_named_by_an_override_on_a_gated_path_is_refused(
+    gate: Gate, named: str
+) -> None:
+    """§2: an override naming another method than the request's own on a gated path is refused,
+    whether or not the gate has a rule for the method it names."""
+    headers = {**auth(), "X-HTTP-Method-Override": named}
+    response = await gate.client.get(orders_path(), headers=headers)
+    assert (response.status, (await response.json())["errorName"]) == (400, "AmbiguousMethod")
+    assert response.headers["X-Gate-Decision"] == "blocked"
+    assert gate.upstream.sandbox.received == []

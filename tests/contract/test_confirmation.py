@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from gate.core.confirmation import MCA_TEMPLATE_ID
-from tests.conftest import Gate
+from tests.conftest import Gate, StartGate
 from tests.support import (
     CONTACT_EMAIL,
     CONTACT_FIRST,
@@ -267,3 +267,20 @@ async def test_a_confirmation_asks_the_upstream_for_an_unencoded_answer(gate: Ga
     assert response.status == 201
     [received] = gate.upstream.sandbox.calls("POST", "/agreements")
     assert "Accept-Encoding" not in received.headers
+
+
+async def test_already_exists_does_not_prove_acceptance_under_a_cut_off(
+    start_gate: StartGate,
+) -> None:
+    """R4/R6 under accepted_since: a 600061 'already exists' may name an agreement from before
+    the cut-off, so it records nothing; the next order is looked up, and refused."""
+    gate = await start_gate(policy={"accepted_since": "2023-04-01T00:00:00Z"})
+    gate.upstream.sandbox.knobs.already_exists_conflict = True
+    gate.upstream.sandbox.accept(PARTNER_A, CUSTOMER, "MicrosoftCustomerAgreement", "2021-06-01")
+    response = await gate.client.post(agreements_path(), json=confirmation(), headers=auth())
+    assert response.status == 409
+    refused = await gate.client.post(orders_path(), json=order(), headers=auth())
+    assert refused.status == 403
+    assert (await refused.json())["data"][0]["reason"] == "before_accepted_since"
+    assert _lookups(gate) == 1
+    assert not gate.upstream.sandbox.calls("POST", "/orders")

@@ -47,6 +47,8 @@ ROUTE_IDS = [
 DROPPED = [
     ";a", ";", ";a=1", "%20", "%09", "...", ".%20", "%20.", ".;a", ";a.", "%2e%2e%2e",
     "%20%20", ".%09", "%0a", "x/..;a", "x/..%20", "%20;a",
+    # Unicode white space that .NET's Trim() and Java's strip() drop (review finding)
+    "%c2%a0", "%c2%85", "%e3%80%80", "%e2%80%a9", ".%c2%a0",
 ]  # fmt: skip
 # A suffix on a fixed segment (or the customer) that such an upstream drops.
 SUFFIXES = [";a", ";", ".", "%20", "%09", ".%20", "%20;x=1"]

@@ -73,6 +73,7 @@ async def test_which_agreement_counts(
         refusal = await response.json()
         assert refusal["code"] == 13605
         assert refusal["data"][0]["reason"] == why
+        assert decisions(gate.logs)[0]["why"] == why  # the operator sees it too
         assert "Microsoft 365 admin center" in refusal["description"]
         assert "/v1/attestations/enhanced" in refusal["description"]
         assert not gate.upstream.sandbox.calls("POST", "/orders")
@@ -280,3 +281,24 @@ async def test_token_file_is_reread_and_kept_to_its_partner(
     first, second = gate.upstream.sandbox.calls("GET", agreements_path())
     assert first.headers["Authorization"] == f"Bearer {fresh}"
     assert second.headers["Authorization"] == auth(PARTNER_B)["Authorization"]
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        pytest.param({"direct_acceptance": False}, id="direct-off"),
+        pytest.param({"agreement_types": [CLOUD]}, id="cloud-only"),
+    ],
+)
+async def test_the_refusal_names_the_admin_center_only_when_it_counts(
+    start_gate: StartGate, policy: dict[str, Any]
+) -> None:
+    """§2: the customer's own acceptance is named as a way out only when the gate counts it."""
+    gate = await start_gate(policy=policy)
+    response = await _order(gate)
+    assert response.status == 403
+    refusal = await response.json()
+    assert "admin center" not in refusal["description"]
+    assert "resolveByCustomer" not in refusal["data"][0]
+    assert "/v1/attestations/enhanced" in refusal["description"]
+    assert gate.upstream.sandbox.calls("GET", "directSignedMicrosoftCustomerAgreementStatus") == []

@@ -309,7 +309,6 @@ def test_matrix_params_elsewhere(method: str, path: str, expected: tuple[str, st
             "POST", f"{C}/orders", ("POST",), ("create-order", "new_purchase"), id="same-as-own"
         ),
         pytest.param("GET", f"{C}/orders/order-1", ("GET",), None, id="read-stays-read"),
-        pytest.param("GET", f"{C}/orders/order-1", ("DELETE",), None, id="ungated-override"),
         pytest.param("POST", "/v1/things", ("PATCH",), None, id="ungated-path"),
         pytest.param("POST", "/v1/things", ("PATCH", "GET"), None, id="ungated-path-conflict"),
         pytest.param("GET", "/v1/customers", ("POST",), None, id="customer-creation"),
@@ -326,6 +325,8 @@ def test_method_override_classifies_by_overriding_method(
     ("method", "path", "overrides"),
     [
         pytest.param("POST", f"{C}/orders/order-1", ("PATCH",), id="post-as-patch-order"),
+        # DESIGN §2: any other method on a gated path, whether or not it has a rule there
+        pytest.param("GET", f"{C}/orders/order-1", ("DELETE",), id="get-as-delete-order"),
         pytest.param("GET", f"{C}/subscriptions/sub-1", ("patch",), id="get-as-patch-lowercase"),
         pytest.param("GET", f"{C}/orders", ("POST",), id="get-as-post"),
         pytest.param("PUT", f"{C}/orders/order-1", (" PATCH ",), id="put-as-padded-patch"),
