@@ -132,6 +132,7 @@ class Knobs:
     subscription_status: int | None = None
     enforce_acceptance: bool = False
     delay_s: float = 0.0
+    rejected_tokens: frozenset[str] = frozenset()  # answered 401, as a forged or expired token
 
 
 @dataclass(slots=True)
@@ -175,6 +176,7 @@ class Sandbox:
 SANDBOX = web.AppKey("sandbox", Sandbox)
 _C = r"/v1/customers/(?P<customer>[^/]+)"
 _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
+    ("GET", re.compile(f"{_C}/?"), "get_customer"),
     ("GET", re.compile(f"{_C}/agreements"), "list_agreements"),
     ("POST", re.compile(f"{_C}/agreements"), "confirm"),
     ("GET", re.compile(f"{_C}/directsignedmicrosoftcustomeragreementstatus"), "direct_status"),
@@ -234,6 +236,15 @@ class _Handlers:
             return await self._agreements(partner, m["customer"].lower(), wanted)
         finally:
             sb.agreements_in_flight -= 1
+
+    async def get_customer(
+        self, request: web.Request, rec: Received, partner: str, **m: str
+    ) -> web.Response:
+        """GET /v1/customers/{c}: App-only and App+User tokens alike (as Partner Center)."""
+        customer = m["customer"].lower()
+        return web.json_response(
+            {"id": customer, "companyProfile": {"tenantId": customer}, "attributes": {}}
+        )
 
     async def direct_status(
         self, request: web.Request, rec: Received, partner: str, **m: str
@@ -401,7 +412,10 @@ def create_app(sandbox: Sandbox | None = None) -> web.Application:
         if found is None:
             return await _echo(request, received)
         name, params = found
-        partner = _partner_of(request.headers.get("Authorization", ""))
+        authorization = request.headers.get("Authorization", "")
+        if authorization.partition(" ")[2] in sb.knobs.rejected_tokens:
+            return _error(401, 401, "Unauthorized: the token is not valid")
+        partner = _partner_of(authorization)
         if partner is None and path.startswith("/v1/"):
             return _error(401, 401, "Unauthorized: a bearer token with a tid claim is required")
         handler = getattr(handlers, name)

@@ -22,6 +22,7 @@ touches it.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import time
@@ -30,11 +31,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from cachetools import TTLCache
+
 from gate.acceptance.cache import Entry, PairCache, source_of
 from gate.acceptance.lookup import Finding, LookupRules, look_up
 from gate.acceptance.shared import SharedTier
-from gate.acceptance.throttle import Throttle
-from gate.acceptance.token import LookupToken
+from gate.acceptance.throttle import Throttle, retry_after_s
+from gate.acceptance.token import LookupToken, seconds_left
 from gate.config import AcceptanceSettings
 from gate.core import body
 from gate.core.policy import State
@@ -90,6 +93,7 @@ _HIT_ACCEPTED = {
     for source in ("agreement", "direct", "confirmation")
 }
 _HIT_NOT_ACCEPTED = Outcome(State.NOT_ACCEPTED, "hit")
+_PROOF_TTL_S = 3600.0  # a caller's token the upstream took is trusted this long at most
 
 
 class AcceptanceStore:
@@ -125,6 +129,8 @@ class AcceptanceStore:
         self._throttle = Throttle(clock=clock)
         token_file = settings.lookup_token_file
         self._token = LookupToken(Path(token_file)) if token_file else None
+        # callers' tokens the upstream took (sha256 -> until when), for the token file's use
+        self._proofs: TTLCache[bytes, float] = TTLCache(10_000, _PROOF_TTL_S, timer=clock)
         self._inflight: dict[_Key, asyncio.Task[_Looked]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         metrics.watch_cache(lambda: len(self._cache))
@@ -154,10 +160,17 @@ class AcceptanceStore:
     ) -> Outcome:
         """Ask the upstream, sharing one lookup among concurrent callers for the pair.
 
-        With ``acceptance.lookup_token_file``, its token asks for its own partner.
+        With ``acceptance.lookup_token_file``, its token asks for its own partner, once
+        the caller's own token has shown the upstream it is genuine (``_proven``).
         """
         if self._token is not None:
-            authorization = self._token.authorization_for(partner) or authorization
+            own = self._token.authorization_for(partner)
+            if own is not None and own != authorization:
+                refused = await self._proven(partner, customer, authorization, correlation)
+                if refused is not None:
+                    self._count(refused)
+                    return refused
+                authorization = own
         key = _key(partner, customer)
         held = self._throttle.remaining(partner)
         if held:  # Partner Center throttles this partner: do not ask before Retry-After
@@ -172,6 +185,48 @@ class AcceptanceStore:
             outcome = looked.outcome
         self._count(outcome)
         return outcome
+
+    async def _proven(
+        self, partner: str, customer: str, authorization: str, correlation: str | None
+    ) -> Outcome | None:
+        """None when the caller's token may have the file's token look up for it.
+
+        The gate does not verify tokens (the upstream does), so anyone could name
+        the file's partner in a forged ``tid`` and have the partner's own token make
+        lookups for them: learning which customers are confirmed and spending the
+        partner's throttling budget. So the caller's token first makes a call that
+        App-only tokens may make, GET /v1/customers/{c}; a token the upstream took is
+        remembered until it expires (an hour at most). A 401, 403 or 404 is relayed
+        as the upstream gave it; anything else is a lookup error.
+        """
+        now = self._clock()
+        digest = hashlib.sha256(authorization.encode()).digest()
+        if self._proofs.get(digest, 0.0) > now:
+            return None
+        key = _key(partner, customer)
+        if held := self._throttle.remaining(partner):
+            return self._failed(key, held)
+        headers = {"Authorization": authorization, "Accept": "application/json"}
+        if correlation:
+            headers["MS-CorrelationId"] = correlation
+        limit = self._settings.lookup_timeout_s
+        target = f"{self._prefix}/v1/customers/{customer}"
+        try:
+            async with asyncio.timeout(limit), self._slots:
+                fetched = await fetch(self._pool, target, headers, limit)
+        except (GateError, TimeoutError):
+            return self._failed(key)
+        if fetched.status == 200:
+            self._proofs[digest] = now + seconds_left(authorization, self._wall(), _PROOF_TTL_S)
+            return None
+        if fetched.status in (401, 403, 404):
+            return Outcome(State.UNKNOWN, "miss", denied=fetched)
+        if fetched.status == 429:
+            value = next((v for n, v in fetched.headers if n.lower() == b"retry-after"), None)
+            asked = retry_after_s(value.decode("latin-1") if value else None, self._wall())
+            wait = self._settings.retry_after_s if asked is None else asked
+            return self._failed(key, self._throttle.hold(partner, wait))
+        return self._failed(key)
 
     async def read_subscription(self, path: str, authorization: str) -> Any:
         """The current subscription (for a seat change's quantity), or None when unreadable."""

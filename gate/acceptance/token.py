@@ -12,12 +12,15 @@ The token never reaches a log line, Redis or an error.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import os
 from pathlib import Path
 
 from gate.config import read_token_file
 
-__all__ = ["LookupToken"]
+__all__ = ["LookupToken", "seconds_left"]
 
 
 class LookupToken:
@@ -53,3 +56,20 @@ class LookupToken:
 
     def __repr__(self) -> str:  # never the token
         return f"LookupToken(path={str(self._path)!r}, tid={self._tid!r})"
+
+
+def seconds_left(authorization: str, wall: float, longest: float) -> float:
+    """How long a bearer token still has by its ``exp`` claim, at most ``longest``.
+
+    Decoded, not verified (the upstream verified it); a token without a readable
+    ``exp`` gets ``longest``; an expired one 0.
+    """
+    payload = authorization.partition(" ")[2].split(".")
+    try:
+        raw = base64.urlsafe_b64decode(payload[1] + "=" * (-len(payload[1]) % 4))
+        expires = json.loads(raw).get("exp")
+    except (IndexError, binascii.Error, ValueError, AttributeError, RecursionError):
+        return longest
+    if isinstance(expires, bool) or not isinstance(expires, int | float):
+        return longest
+    return max(0.0, min(float(expires) - wall, longest))

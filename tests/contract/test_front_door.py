@@ -715,7 +715,7 @@ async def test_sigterm_drains_raw_connections(serve_gate: ServeGate, upstream: U
         await _send(idle_writer, _get("/v1/customers?idle", "Host: gate"))
         idle_first = await _response(idle_reader)
         upstream.sandbox.knobs.delay_s = 2.0
-        await _send(writer, _get("/v1/customers/slow", "Host: gate"))
+        await _send(writer, _get("/v1/customers/slow/profiles", "Host: gate"))
         await _wait_for(lambda: len(upstream.sandbox.received) == 2)  # in flight
         served.signal(signal.SIGTERM)
         await served.wait_for_output('"draining"')
@@ -730,7 +730,7 @@ async def test_sigterm_drains_raw_connections(serve_gate: ServeGate, upstream: U
     assert idle_rest == b""
     assert slow is not None
     assert slow.status == 200
-    assert _json(slow)["path"] == "/v1/customers/slow"
+    assert _json(slow)["path"] == "/v1/customers/slow/profiles"
     assert slow.headers["Connection"].lower() == "close"
     assert slow_rest == b""
     assert await served.wait_exit(bound_s=10) == 0  # shutdown_grace_s of serve_toml

@@ -283,6 +283,54 @@ async def test_token_file_is_reread_and_kept_to_its_partner(
     assert second.headers["Authorization"] == auth(PARTNER_B)["Authorization"]
 
 
+async def test_a_forged_token_never_has_the_token_file_look_up_for_it(
+    start_gate: StartGate, tmp_path: Path
+) -> None:
+    """§1.2, SECURITY: a token naming the file's partner must first be taken by the upstream
+    (GET /v1/customers/{c}, which App-only tokens may make); a forged one gets the upstream's
+    401 and the partner's own token asks nothing for it."""
+    from gate.sandbox import make_token
+
+    path = tmp_path / "token"
+    path.write_text(make_token(PARTNER_A), encoding="utf-8")
+    gate = await start_gate(acceptance={"lookup_token_file": str(path)})
+    forged = make_token(PARTNER_A, app_only=True, forged=True)
+    gate.upstream.sandbox.knobs.rejected_tokens = frozenset({forged})
+    gate.upstream.sandbox.accept(PARTNER_A, CUSTOMER)
+    response = await gate.client.post(
+        orders_path(), json=order(), headers={"Authorization": f"Bearer {forged}"}
+    )
+    assert (response.status, response.headers["X-Gate-Decision"]) == (401, "blocked")
+    assert gate.upstream.sandbox.calls("GET", agreements_path()) == []
+    assert gate.upstream.sandbox.calls("GET", "directSignedMicrosoftCustomerAgreementStatus") == []
+    assert not gate.upstream.sandbox.calls("POST", "/orders")
+
+
+async def test_a_genuine_app_only_token_is_proven_once(
+    start_gate: StartGate, tmp_path: Path
+) -> None:
+    """§1.2: the caller's token is shown to the upstream once, then trusted until it expires."""
+    from gate.sandbox import make_token
+
+    path = tmp_path / "token"
+    path.write_text(make_token(PARTNER_A), encoding="utf-8")
+    gate = await start_gate(acceptance={"lookup_token_file": str(path)})
+    other = "c0ffee00-1234-4321-abcd-0123456789ac"
+    for customer in (CUSTOMER, other):
+        gate.upstream.sandbox.accept(PARTNER_A, customer)
+        response = await gate.client.post(
+            orders_path(customer), json=order(), headers=auth(app_only=True)
+        )
+        assert response.status == 201
+    proofs = [
+        r
+        for r in gate.upstream.sandbox.received
+        if r.method == "GET" and r.path.rstrip("/").lower() == f"/v1/customers/{CUSTOMER}"
+    ]
+    assert [p.headers["Authorization"] for p in proofs] == [auth(app_only=True)["Authorization"]]
+    assert len(gate.upstream.sandbox.calls("GET", "/agreements")) == 2
+
+
 @pytest.mark.parametrize(
     "policy",
     [

@@ -54,7 +54,7 @@ async def test_sigterm_finishes_in_flight_calls_then_exits_0(
     async with aiohttp.ClientSession() as session:
 
         async def slow_call() -> tuple[int, bytes]:
-            async with session.get(f"{served.proxy_url}/v1/customers/slow") as response:
+            async with session.get(f"{served.proxy_url}/v1/customers/slow/profiles") as response:
                 return response.status, await response.read()
 
         call = asyncio.ensure_future(slow_call())
@@ -69,7 +69,7 @@ async def test_sigterm_finishes_in_flight_calls_then_exits_0(
                 await fresh.get(f"{served.proxy_url}/v1/customers/late")
         status, body = await call
     assert status == 200
-    assert b'"/v1/customers/slow"' in body
+    assert b'"/v1/customers/slow/profiles"' in body
     assert await served.wait_exit() == 0
     assert '"stopped"' in served.output()
     assert len(upstream.sandbox.received) == 1
