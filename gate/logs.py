@@ -12,10 +12,31 @@ import logging
 import time
 from typing import Any, TextIO
 
+import orjson
 import structlog
 from structlog.typing import FilteringBoundLogger, Processor
 
-__all__ = ["HotLines", "make_logger", "redact_library_logs"]
+__all__ = ["HotLines", "encode_line", "make_logger", "redact_library_logs"]
+
+_COMPACT = json.JSONEncoder(separators=(",", ":"))  # ensure_ascii: the escaping of every line
+
+
+def encode_line(fields: dict[str, Any]) -> str:
+    """One JSON object, compact and ASCII-only, as ``json.dumps`` with compact separators.
+
+    orjson encodes in ~0.6 µs what ``json.dumps`` takes ~4 µs for (``bench/log_bench.py``).
+    It writes non-ASCII and DEL as they are and refuses lone surrogates; the stdlib
+    encoder, which escapes them all, writes those lines instead, so every line is the
+    stdlib's byte for byte: a hostile value can neither break a line nor smuggle a
+    character a terminal or a line splitter (U+2028, U+0085) acts on.
+    """
+    try:
+        line = orjson.dumps(fields).decode()
+    except orjson.JSONEncodeError:  # a lone surrogate, an int past 64 bits, a foreign type
+        return _COMPACT.encode(fields)
+    if line.isascii() and "\x7f" not in line:
+        return line
+    return _COMPACT.encode(fields)
 
 
 def make_logger(level: str, fmt: str, stream: TextIO) -> FilteringBoundLogger:
@@ -43,7 +64,8 @@ class HotLines:
 
     Cheaper than the structlog chain by precomputing what it recomputes per
     line: the level check happens before any field is built, the timestamp
-    reuses its formatted second, and the line goes to the stream in one write.
+    reuses its formatted second, the fields are encoded by orjson (``encode_line``),
+    and the line goes to the stream in one write.
     The console format (for a person) keeps the structlog rendering.
     """
 
@@ -71,7 +93,7 @@ class HotLines:
         fields["event"] = event
         fields["level"] = "info"
         fields["timestamp"] = f"{self._stamp}.{int((now - second) * 1e6):06d}Z"
-        self._stream.write(json.dumps(fields) + "\n")
+        self._stream.write(encode_line(fields) + "\n")
 
 
 class _Redacted(logging.Handler):

@@ -29,8 +29,6 @@ COVERED_ELSEWHERE = {
     "core/refusal": "the 403 13605 and fail-closed 503 bodies: tests/contract/test_blocking.py",
     "http/cycle": "one request's body and answer: tests/contract (framing, pass-through)",
     "http/server": "the front door's listener, clocks and drain: tests/contract",
-    "logs": "decision log lines read by tests/contract",
-    "metrics": "/metrics text parsed by tests/contract",
     "pipeline": "the proxy handler: every contract test goes through it",
     "runtime": "compiled settings and reload: tests/contract",
     "sandbox": "the fake upstream every contract test runs against",

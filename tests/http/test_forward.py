@@ -26,7 +26,15 @@ from gate.keys import STORE
 from gate.sandbox import make_token
 from tests.conftest import GateClient, MakeSettings, ServeApp, Upstream
 from tests.http.fake_transport import FakeTransport, answers, connect
-from tests.support import CUSTOMER, PARTNER_A, agreements_path, confirmation, metric, orders_path
+from tests.support import (
+    CUSTOMER,
+    PARTNER_A,
+    agreements_path,
+    confirmation,
+    decisions,
+    metric,
+    orders_path,
+)
 
 
 class FlakyStream(io.StringIO):
@@ -161,7 +169,7 @@ async def test_a_confirmation_answered_in_pieces_is_recorded_before_the_answer(
     def on_write(data: bytes) -> None:
         if data.startswith(b"HTTP/1.1 201"):
             recorded = store.inspect(PARTNER_A, CUSTOMER) is not None
-            seen.append((recorded, '"event": "decision"' in logs.getvalue()))
+            seen.append((recorded, bool(decisions(logs))))
 
     protocol, transport = connect(gate.door, FakeTransport(on_write))
     protocol.data_received(b"GET /v1/customers HTTP/1.1\r\nHost: gate\r\n\r\n")
