@@ -167,7 +167,9 @@ async def test_serve_is_healthy_read_only_non_root_and_drains_on_sigterm(
         async with aiohttp.ClientSession() as session:
 
             async def slow_call() -> tuple[int, bytes]:
-                async with session.get(f"http://127.0.0.1:{proxy}/v1/customers/slow") as response:
+                async with session.get(
+                    f"http://127.0.0.1:{proxy}/v1/customers/slow/profiles"
+                ) as response:
                     return response.status, await response.read()
 
             call = asyncio.ensure_future(slow_call())
@@ -176,7 +178,7 @@ async def test_serve_is_healthy_read_only_non_root_and_drains_on_sigterm(
                     await asyncio.sleep(0.02)
             assert (await _run(built, "kill", "--signal", "TERM", container)).returncode == 0
             status, body = await call
-        assert status == 200 and b'"/v1/customers/slow"' in body
+        assert status == 200 and b'"/v1/customers/slow/profiles"' in body
         waited = await asyncio.to_thread(built.docker, "wait", container, timeout=60)
         assert waited.stdout.strip() == "0", (await _run(built, "logs", container)).stdout
         logs = (await _run(built, "logs", container)).stdout
