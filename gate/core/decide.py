@@ -31,6 +31,7 @@ from gate.core.refusal import refusal
 from gate.core.trace import Trace
 from gate.errors import AmbiguousBody, AmbiguousMethod, GateError, PartnerUnknown
 from gate.runtime import Runtime, RuntimeHolder
+from gate.tasks import Step
 
 __all__ = ["Decider", "Pending", "ReadSubscription"]
 
@@ -106,16 +107,13 @@ class Decider:
             )
         return Gated(runtime, transaction, target, trace, exemptable)
 
-    async def decide(self, gated: Gated, head: Head, raw: bytes) -> Action:
-        """The Action for a gated call whose whole body is ``raw``."""
-        now = self.decide_now(gated, head, raw)
-        return now if not isinstance(now, Pending) else await self.resume(now)
+    def decide(self, gated: Gated, head: Head, raw: bytes) -> Step[Action]:
+        """The Action for a gated call whose whole body is ``raw``: now, or a coroutine.
 
-    def decide_now(self, gated: Gated, head: Head, raw: bytes) -> Action | Pending:
-        """The Action when nothing needs awaiting (a cache hit, an exemption, a refusal).
-
-        Otherwise a ``Pending`` for ``resume``: the pair is not cached, or an
-        unconfirmed subscription edit must be compared with the current quantity.
+        Now when nothing needs awaiting (a cache hit, an exemption, a refusal);
+        a coroutine when the pair is not cached, or an unconfirmed subscription
+        edit must be compared with the current quantity (``gate.tasks.then``
+        carries on with either).
         """
         try:
             step = self._identify(gated, head, raw)
@@ -123,16 +121,16 @@ class Decider:
                 return step
             outcome = self._store.peek(step.caller.partner, step.caller.customer)
             if outcome is None:
-                return step
+                return self._resume(step)
             pending = step._replace(outcome=outcome)
             if self._must_compare_seats(gated, outcome):
-                return pending
+                return self._resume(pending)
             return self._conclude(pending, _named_kind(gated, step.doc))
         except GateError as error:
             return answer_error(error, gated.trace)
 
-    async def resume(self, pending: Pending) -> Action:
-        """Finish what ``decide_now`` could not: the lookup, the current seat count."""
+    async def _resume(self, pending: Pending) -> Action:
+        """Finish what ``decide`` could not at once: the lookup, the current seat count."""
         gated, caller = pending.gated, pending.caller
         try:
             outcome = pending.outcome or await self._store.lookup(

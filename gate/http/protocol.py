@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import httptools
 
-from gate.core.action import Answer, answer_error
+from gate.core.action import answer_error
 from gate.errors import (
     GateError,
     MalformedRequest,
@@ -29,17 +29,17 @@ from gate.errors import (
     RequestTimeout,
 )
 from gate.http.cycle import ClientGone, Cycle, RequestHead
+from gate.http.vocabulary import REASONS
+from gate.tasks import Later, spawn
 
 if TYPE_CHECKING:
     from gate.http.server import FrontDoor
 
-__all__ = ["BodyStep", "Handler", "ProxyProtocol"]
+__all__ = ["Handler", "ProxyProtocol"]
 
-Handler = Callable[[Cycle], Coroutine[Any, Any, None] | None]
-"""Starts a cycle: a coroutine to run as its task, or None when it carries on by callbacks
-(and then calls ``ProxyProtocol.finished`` itself)."""
-BodyStep = Callable[[bytes | GateError | ClientGone], Coroutine[Any, Any, None] | None]
-"""Carries a cycle on with its whole body (or why it is missing); see ``after_body``."""
+Handler = Callable[[Cycle], Later]
+"""Starts a cycle: a coroutine to run as its task, or None when it is over or carries on by
+callbacks. Either way the cycle ends by ``Cycle.done``."""
 _SLACK = 256 * 1024  # what one read may add on top of a head that is still incomplete
 
 
@@ -225,62 +225,31 @@ class ProxyProtocol(asyncio.Protocol):
         try:
             work = self.door.handler(cycle)
         except Exception as exc:
-            self.fail(cycle, exc)
+            cycle.fail(exc)
             return
-        if work is not None:
-            self.run(cycle, work)
+        cycle.carry_on(work)
 
     def _start_next(self) -> None:
         if self._queue and not self._queue[0].started and not self.closed:
             self._start(self._queue[0])
 
-    def after_body(self, cycle: Cycle, step: BodyStep) -> None:
-        """Call ``step`` once the whole body is in (or has failed), without a task.
+    def run(self, cycle: Cycle, work: Coroutine[Any, Any, None]) -> None:
+        """Carry on with ``cycle`` in a task; the work ends the cycle itself (``Cycle.done``)."""
+        spawn(self._run(cycle, work), "request", self.door.tasks)
 
-        For a small body both front doors decide from: what ``step`` cannot finish
-        at once it returns as a coroutine, which then runs as the cycle's task.
-        """
-
-        def told(raw: bytes | BaseException) -> None:
-            try:
-                if not isinstance(raw, bytes | GateError | ClientGone):
-                    raw = GateError("The request body could not be read.")
-                work = step(raw)
-                if work is not None:
-                    self.run(cycle, work)
-            except Exception as exc:  # a bug: the connection must not be left hanging
-                self.fail(cycle, exc)
-
-        cycle.body.when_complete(told)
-
-    def run(self, cycle: Cycle, work: Coroutine[Any, Any, Any]) -> None:
-        """Carry on with ``cycle`` in a task; ``finished`` is called when it ends."""
-        task = self.loop.create_task(self._run(cycle, work))
-        self.door.tasks.add(task)
-        task.add_done_callback(self.door.tasks.discard)
-
-    async def _run(self, cycle: Cycle, work: Coroutine[Any, Any, Any]) -> None:
+    async def _run(self, cycle: Cycle, work: Coroutine[Any, Any, None]) -> None:
         try:
             await work
         except ClientGone:
-            pass
+            cycle.done()
         except Exception as exc:  # the one boundary: a bug must not leave the client hanging
-            self.fail(cycle, exc)
-            return
-        self.finished(cycle)
-
-    def fail(self, cycle: Cycle, exc: BaseException) -> None:
-        """A bug while handling ``cycle``: a 500 if nothing was sent yet; the connection ends."""
-        self.door.logger.error("internal_error", error=type(exc).__name__)
-        cycle.close = True
-        if not cycle.sent and not self.closed:
-            self.send(cycle, answer_error(GateError("The gate failed to handle the call.")))
-        else:
-            self.abort()
-        self.finished(cycle)
+            cycle.fail(exc)
 
     def finished(self, cycle: Cycle) -> None:
-        """The answer to ``cycle`` is out: start the next pipelined request, or wait idle."""
+        """The answer to ``cycle`` is out: start the next pipelined request, or wait idle.
+
+        Told by ``Cycle.done`` only, once per cycle.
+        """
         if self._queue and self._queue[0] is cycle:
             self._queue.popleft()
         if self.closed:
@@ -297,17 +266,6 @@ class ProxyProtocol(asyncio.Protocol):
             self._flow()
             if self._parsing is None and self._head is None:
                 self._idle_since = self.loop.time()
-
-    def send(self, cycle: Cycle, answer: Answer) -> None:
-        """Write one whole answer the gate gives itself."""
-        lines = b"".join(b"%s: %s\r\n" % pair for pair in answer.headers)
-        if answer.own:  # the gate's own answer (a relayed one keeps its Date)
-            lines += self.door.date
-        reason = answer.reason.encode("latin-1") if answer.reason else _REASONS.get(answer.status)
-        cycle.respond(
-            answer.status, reason or b"", lines, length=len(answer.body),
-            body=answer.body if cycle.method != "HEAD" else b"",
-        )  # fmt: skip
 
     def _refuse(self, error: GateError) -> None:
         """Answer a request the parser refused, then close: the stream cannot be trusted."""
@@ -336,7 +294,7 @@ class ProxyProtocol(asyncio.Protocol):
             b"HTTP/1.1 %d %s\r\n%s%sContent-Length: %d\r\nConnection: close\r\n\r\n%s"
             % (
                 answer.status,
-                _REASONS.get(answer.status, b""),
+                REASONS.get(answer.status, b""),
                 lines,
                 self.door.date,
                 len(answer.body),
@@ -431,20 +389,3 @@ def _head_too_large(limit: int) -> RequestHeaderFieldsTooLarge:
 def _reason(exc: httptools.HttpParserError) -> str:
     text = str(exc.args[0]) if exc.args else type(exc).__name__
     return text.rstrip(".")[:120]
-
-
-_REASONS = {
-    200: b"OK",
-    400: b"Bad Request",
-    401: b"Unauthorized",
-    403: b"Forbidden",
-    408: b"Request Timeout",
-    413: b"Content Too Large",
-    414: b"URI Too Long",
-    431: b"Request Header Fields Too Large",
-    499: b"Client Closed Request",
-    500: b"Internal Server Error",
-    502: b"Bad Gateway",
-    503: b"Service Unavailable",
-    504: b"Gateway Timeout",
-}
