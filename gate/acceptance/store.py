@@ -39,8 +39,7 @@ from gate.config import AcceptanceSettings
 from gate.core import body
 from gate.core.policy import State
 from gate.errors import GateError
-from gate.http.forward import Fetched, fetch
-from gate.http.upstream import UpstreamPool
+from gate.http.upstream import Fetched, UpstreamPool, fetch
 from gate.metrics import Metrics
 from gate.tasks import spawn
 

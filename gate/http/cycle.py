@@ -15,49 +15,14 @@ from typing import TYPE_CHECKING, Any
 from gate.core.action import Answer, answer_error
 from gate.errors import AmbiguousBody, BodyTooLarge, GateError
 from gate.http.limits import HIGH_WATER, WHOLE_BODY
-from gate.http.vocabulary import REASONS
+from gate.http.vocabulary import FORWARD, KINDS, NOT_FORWARDED, OVERRIDES, READ, READ_NAMES, REASONS
 from gate.tasks import Later, then
 
 if TYPE_CHECKING:
     from gate.http.protocol import ProxyProtocol
 
-__all__ = ["NOT_FORWARDED", "Body", "BodyStep", "ClientGone", "Cycle", "RequestHead"]
+__all__ = ["Body", "BodyStep", "ClientGone", "Cycle", "RequestHead"]
 
-_READ, _FORWARD = 1, 2
-# Headers the gate reads (kept decoded by name) or never forwards; any other name is
-# forwarded as it came. Never forwarded: hop-by-hop ones, framing the gate redoes, its own
-# X-Forwarded-*, and URL overrides some upstream stacks honour (they could re-route a call).
-_KINDS = {
-    b"authorization": _READ | _FORWARD,
-    b"content-encoding": _READ | _FORWARD,
-    b"ms-correlationid": _READ | _FORWARD,
-    b"x-original-uri": _READ | _FORWARD,  # nginx auth_request (gate.authz)
-    b"x-original-method": _READ | _FORWARD,
-    b"x-envoy-auth-partial-body": _READ | _FORWARD,  # Envoy ext_authz
-    b"x-http-method": _READ | _FORWARD,
-    b"x-http-method-override": _READ | _FORWARD,
-    b"x-method-override": _READ | _FORWARD,
-    b"connection": _READ,
-    b"content-length": _READ,
-    b"expect": _READ,
-    b"host": _READ,
-    b"transfer-encoding": _READ,
-    b"x-forwarded-for": _READ,
-    b"keep-alive": 0,
-    b"proxy-connection": 0,
-    b"te": 0,
-    b"trailer": 0,
-    b"upgrade": 0,
-    b"proxy-authenticate": 0,
-    b"proxy-authorization": 0,
-    b"x-original-url": 0,
-    b"x-rewrite-url": 0,
-    b"x-forwarded-proto": 0,
-    b"x-forwarded-host": 0,
-}
-NOT_FORWARDED = frozenset(name for name, kind in _KINDS.items() if not kind & _FORWARD)
-_OVERRIDES = frozenset({b"x-http-method", b"x-http-method-override", b"x-method-override"})
-_READ_NAMES = frozenset(name.decode() for name, kind in _KINDS.items() if kind & _READ)
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
@@ -86,15 +51,15 @@ class RequestHead:
     def add(self, name: bytes, value: bytes) -> None:
         self.raw.append((name, value))
         lowered = name.lower()
-        kind = _KINDS.get(lowered)
+        kind = KINDS.get(lowered)
         if kind is None:
             if b"_" in lowered and _lookalike(lowered):
                 return
             self.lines += (name, b": ", value, b"\r\n")
             return
-        if kind & _READ:
+        if kind & READ:
             self.found.setdefault(lowered.decode(), []).append(value.decode("latin-1"))
-        if kind & _FORWARD:
+        if kind & FORWARD:
             self.lines += (name, b": ", value, b"\r\n")
 
     def forwardable(self, extra: set[bytes]) -> bytes:
@@ -102,18 +67,18 @@ class RequestHead:
         kept = []
         for name, value in self.raw:
             lowered = name.lower()
-            kind = _KINDS.get(lowered)
+            kind = KINDS.get(lowered)
             if kind is None and b"_" in lowered and _lookalike(lowered):
                 continue
             dropped = lowered in extra or lowered.replace(b"_", b"-") in extra
-            if (kind is None or kind & _FORWARD) and not dropped:
+            if (kind is None or kind & FORWARD) and not dropped:
                 kept.append(b"%s: %s\r\n" % (name, value))
         return b"".join(kept)
 
     def getall(self, name: str) -> Sequence[str]:
         """Every value of ``name`` (lowercase), in order."""
         found = self.found.get(name)
-        if found is not None or name in _READ_NAMES:
+        if found is not None or name in READ_NAMES:
             return found or ()
         wanted = name.encode("latin-1")  # a configured name (identity.partner_header)
         return [value.decode("latin-1") for key, value in self.raw if key.lower() == wanted]
@@ -122,7 +87,7 @@ class RequestHead:
 def _lookalike(lowered: bytes) -> bool:
     """IIS reads X_Original_URL as X-Original-URL: underscore spellings of dropped headers."""
     dashed = lowered.replace(b"_", b"-")
-    return dashed in NOT_FORWARDED or dashed in _OVERRIDES
+    return dashed in NOT_FORWARDED or dashed in OVERRIDES
 
 
 class Body:

@@ -15,33 +15,22 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import NamedTuple
 
 from gate.core.action import Forward, answer_error
 from gate.errors import GateError, UpstreamTimeout, UpstreamUnavailable
-from gate.http.connection import Connection, relayed_headers
+from gate.http.connection import Connection
 from gate.http.cycle import Body, Cycle, RequestHead
 from gate.http.limits import BUFFER_ANSWER, INSPECT_ANSWER
 from gate.http.upstream import UpstreamClosed, UpstreamPool, UpstreamResponse
+from gate.http.vocabulary import PLAIN_TOKENS
 from gate.metrics import Metrics
 from gate.tasks import Later
 
-__all__ = ["Fetched", "Relayed", "Settle", "fetch", "forward", "upstream_headers"]
+__all__ = ["Relayed", "Settle", "forward", "upstream_headers"]
 
 _NO_BODY = frozenset({204, 304})
-
-
-@dataclass(frozen=True, slots=True)
-class Fetched:
-    """A small upstream answer read whole (lookups, subscription reads)."""
-
-    status: int
-    reason: str
-    headers: tuple[tuple[bytes, bytes], ...]
-    body: bytes
 
 
 class Relayed(NamedTuple):
@@ -62,15 +51,7 @@ def _translated(exc: TimeoutError | UpstreamClosed, metrics: Metrics | None) -> 
     return UpstreamUnavailable("The upstream cannot be reached.")
 
 
-@contextmanager
-def _upstream_errors(metrics: Metrics | None) -> Iterator[None]:
-    try:
-        yield
-    except (TimeoutError, UpstreamClosed) as exc:
-        raise _translated(exc, metrics) from exc
-
-
-_PLAIN_TOKENS = frozenset({"keep-alive", "close", ""})  # name no header that is forwarded
+_PLAIN_TOKENS = frozenset(token.decode() for token in PLAIN_TOKENS)  # as decoded here
 
 
 def upstream_headers(
@@ -383,21 +364,3 @@ async def _stream(
         return Relayed(status)
     cycle.end(chunked)
     return Relayed(status)
-
-
-async def fetch(
-    pool: UpstreamPool, target: str, headers: Mapping[str, str], limit_s: float
-) -> Fetched:
-    """GET a small resource for the gate's own use (never a caller's call)."""
-    lines = b"".join(
-        b"%s: %s\r\n" % (name.encode(), value.encode("utf-8", "surrogateescape"))
-        for name, value in headers.items()
-    )
-    with _upstream_errors(None):
-        async with asyncio.timeout(limit_s):
-            upstream = await pool.request("GET", target, lines)
-            try:
-                body = await upstream.read(INSPECT_ANSWER)
-            finally:
-                upstream.release()
-    return Fetched(upstream.status, upstream.reason, tuple(relayed_headers(upstream.headers)), body)
