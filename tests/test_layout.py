@@ -25,7 +25,6 @@ COVERED_ELSEWHERE = {
     "core/decide": "the decision core: tests/contract (blocking, confirmation, acceptance, errors)",
     "core/trace": "decision log lines read by tests/contract",
     "core/refusal": "the 403 13605 and fail-closed 503 bodies: tests/contract/test_blocking.py",
-    "http/cycle": "one request's body and answer: tests/contract (framing, pass-through)",
     "http/server": "the front door's listener, clocks and drain: tests/contract",
     "logs": "decision log lines read by tests/contract",
     "metrics": "/metrics text parsed by tests/contract",

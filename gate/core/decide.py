@@ -15,10 +15,8 @@ import functools
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-from gate.acceptance import AcceptanceStore
-from gate.acceptance.store import Outcome
 from gate.config import EDIT_FIELDS
 from gate.core import body, edits
 from gate.core.action import Action, Answer, Forward, Gated, Head, answer_error
@@ -34,12 +32,35 @@ from gate.errors import AmbiguousBody, AmbiguousMethod, GateError, PartnerUnknow
 from gate.runtime import Runtime, RuntimeHolder
 from gate.tasks import Step
 
-__all__ = ["Decider", "Pending", "ReadSubscription"]
+if TYPE_CHECKING:  # the store's answer; the core needs only the shape below
+    from gate.acceptance.lookup import LookupRules
+    from gate.acceptance.store import Outcome
+
+__all__ = ["Acceptance", "Decider", "Pending", "ReadSubscription"]
 
 _OVERRIDES = tuple(name.lower() for name in METHOD_OVERRIDE_HEADERS)
 _TOKENS_CACHED = 4096  # distinct Authorization values whose partner is remembered
 ReadSubscription = Callable[[str, str], Awaitable[Any]]
 """(path, authorization) -> the current subscription document, or None when unreadable."""
+
+
+class Acceptance(Protocol):
+    """What the core asks of the acceptance store (``gate.acceptance.AcceptanceStore``)."""
+
+    def peek(self, partner: str, customer: str) -> Outcome | None:
+        """A fresh cached answer, without awaiting anything."""
+        ...
+
+    async def lookup(
+        self,
+        partner: str,
+        customer: str,
+        authorization: str,
+        correlation: str | None,
+        rules: LookupRules,
+    ) -> Outcome:
+        """The answer, looked up (or shared with a lookup already under way)."""
+        ...
 
 
 class Pending(NamedTuple):
@@ -73,7 +94,7 @@ class Decider:
     """One per process: the compiled config, the acceptance store, the subscription reader."""
 
     def __init__(
-        self, holder: RuntimeHolder, store: AcceptanceStore, read_subscription: ReadSubscription
+        self, holder: RuntimeHolder, store: Acceptance, read_subscription: ReadSubscription
     ) -> None:
         self._holder = holder
         self._store = store
