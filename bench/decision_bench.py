@@ -3,7 +3,7 @@
 The issue's target: at most 5 µs a call. This drives the decision core
 itself (``gate.core.decide.Decider``) on a gated order whose pair is cached,
 with a real request head as the front door builds it, and prints µs per call
-for each step and for the whole of route + decide_now. Asserts nothing.
+for each step and for the whole of route + decide. Asserts nothing.
 
 ``--checks`` measures a whole check instead, over sockets: `gate serve` (pinned
 alone on CPU 1 when there are two) with both decision services, asked a cached
@@ -81,17 +81,17 @@ async def main(calls: int) -> None:
             calls, lambda: decider._partner(runtime, head)
         ),
         "cache hit (store.peek)": per_call(calls, lambda: store.peek(PARTNER, CUSTOMER)),
-        "decide_now (body, identity, hit, policy)": per_call(
+        "decide (body, identity, hit, policy)": per_call(
             calls,
-            lambda: decider.decide_now(gated, head, BODY),  # type: ignore[arg-type]
+            lambda: decider.decide(gated, head, BODY),  # type: ignore[arg-type]
         ),
     }
 
     def whole() -> object:
         routed = decider.route("POST", PATH, head)
-        return decider.decide_now(routed, head, BODY)  # type: ignore[arg-type]
+        return decider.decide(routed, head, BODY)  # type: ignore[arg-type]
 
-    figures["route + decide_now: the decision path"] = per_call(calls, whole)
+    figures["route + decide: the decision path"] = per_call(calls, whole)
     width = max(map(len, figures))
     for name, micros in figures.items():
         print(f"{name:<{width}}  {micros:6.2f} µs/call")

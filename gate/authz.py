@@ -28,21 +28,19 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Coroutine
-from typing import Any
 
 from gate.core.action import Action, Answer, Forward, Gated, answer_error
-from gate.core.decide import Decider, Pending
+from gate.core.decide import Decider
 from gate.core.policy import Verdict
 from gate.core.trace import finish
 from gate.errors import BodyTooLarge, GateError, InvalidAcceptance, MalformedRequest
 from gate.http.cycle import ClientGone, Cycle
 from gate.logs import HotLines
 from gate.metrics import Metrics
+from gate.tasks import Later, then
 
 __all__ = ["DecisionService", "cut_short", "logged"]
 
-_INLINE_BODY = 64 * 1024  # check bodies up to this size (by Content-Length) are taken whole
 _RELAYED_TO_NGINX = frozenset({b"x-gate-decision", b"retry-after"})
 
 
@@ -57,61 +55,35 @@ class DecisionService:
         self._metrics = metrics
         self._lines = lines
 
-    def start(self, cycle: Cycle) -> Coroutine[Any, Any, None] | None:
+    def start(self, cycle: Cycle) -> Later:
         """Route a check request; a coroutine only when its body must be read or a lookup made."""
         nginx = bool(cycle.head.getall("x-original-uri"))
         try:
             method, target = self._original(cycle, nginx)
         except GateError as error:
-            self._settled(cycle, answer_error(error), nginx)
-            return None
+            return self._reply(cycle, nginx, answer_error(error))
         action = self._decider.route(method, target, cycle.head)
         if not isinstance(action, Gated):
-            self._settled(cycle, action, nginx)
-            return None
-        if nginx and not cycle.has_body:  # nginx does not pass the body: the strict reading
-            if action.transaction.kind == "confirmation":
-                refused = answer_error(_unread_confirmation(), action.trace)
-                self._settled(cycle, refused, nginx)
-                return None
-            return self._decided(cycle, action, b"", nginx)
-        length = cycle.length
-        small = length is not None and length <= min(_INLINE_BODY, action.runtime.max_gated_body)
-        if small and cycle.head.getall("x-envoy-auth-partial-body") != ["true"]:
-            cycle.conn.after_body(cycle, functools.partial(self._body_in, cycle, action, nginx))
-            return None
-        return self._read_and_decide(cycle, action, nginx)
+            return self._reply(cycle, nginx, action)
+        if nginx and not cycle.has_body and action.transaction.kind == "confirmation":
+            return self._reply(cycle, nginx, answer_error(_unread_confirmation(), action.trace))
+        if cycle.head.getall("x-envoy-auth-partial-body") == ["true"]:
+            return self._reply(cycle, nginx, cut_short(action))
+        body_in = functools.partial(self._body_in, cycle, action, nginx)
+        return cycle.body_then(action.runtime.max_gated_body, body_in)
 
     def _body_in(
         self, cycle: Cycle, gated: Gated, nginx: bool, raw: bytes | GateError | ClientGone
-    ) -> Coroutine[Any, Any, None] | None:
-        """A small body has arrived whole (or failed): decide at once from a cached pair."""
+    ) -> Later:
+        """The whole body has arrived (or failed): decide, at once from a cached pair."""
         if isinstance(raw, ClientGone):
             self._gone(gated)
-            cycle.conn.finished(cycle)
+            cycle.done()
             return None
         if isinstance(raw, GateError):
-            self._settled(cycle, answer_error(raw, gated.trace), nginx)
-            return None
-        return self._decided(cycle, gated, raw, nginx)
-
-    def _decided(
-        self, cycle: Cycle, gated: Gated, raw: bytes, nginx: bool
-    ) -> Coroutine[Any, Any, None] | None:
-        """Answer at once from a cached pair; a coroutine when a lookup is needed."""
-        action = self._decider.decide_now(gated, cycle.head, raw)
-        if isinstance(action, Pending):
-            return self._resumed(cycle, action, nginx)
-        self._settled(cycle, action, nginx)
-        return None
-
-    async def _resumed(self, cycle: Cycle, pending: Pending, nginx: bool) -> None:
-        self._reply(cycle, await self._decider.resume(pending), nginx)
-
-    def _settled(self, cycle: Cycle, action: Action, nginx: bool) -> None:
-        """Answered at once: the connection moves on (no task was needed)."""
-        self._reply(cycle, action, nginx)
-        cycle.conn.finished(cycle)
+            return self._reply(cycle, nginx, answer_error(raw, gated.trace))
+        decided = self._decider.decide(gated, cycle.head, raw)
+        return then(decided, functools.partial(self._reply, cycle, nginx))
 
     def _original(self, cycle: Cycle, nginx: bool) -> tuple[str, str]:
         """The method and request target of the call being checked."""
@@ -127,33 +99,17 @@ class DecisionService:
             target = target[len(self._prefix) :]
         return cycle.method, target
 
-    async def _read_and_decide(self, cycle: Cycle, gated: Gated, nginx: bool) -> None:
-        if cycle.head.getall("x-envoy-auth-partial-body") == ["true"]:
-            self._reply(cycle, cut_short(gated), nginx)
-            return
-        try:
-            raw = await cycle.body.read(gated.runtime.max_gated_body, cycle.length)
-        except GateError as error:
-            self._reply(cycle, answer_error(error, gated.trace), nginx)
-            return
-        except ClientGone:
-            self._gone(gated)
-            return
-        action = self._decider.decide_now(gated, cycle.head, raw)
-        if isinstance(action, Pending):
-            action = await self._decider.resume(action)
-        self._reply(cycle, action, nginx)
-
-    def _reply(self, cycle: Cycle, action: Action, nginx: bool) -> None:
-        """Allow or refuse; a gated call's decision is logged and counted like the proxy's."""
+    def _reply(self, cycle: Cycle, nginx: bool, action: Action) -> Later:
+        """Allow or refuse, and end the check; a gated call's decision is logged and counted."""
         if isinstance(action, Forward):
             decision = action.decision
             headers = ((b"X-Gate-Decision", decision.encode()),) if decision is not None else ()
             answer = Answer(200, b"", headers)
         else:
             answer = _for_nginx(action) if nginx else action
-        cycle.conn.send(cycle, answer)
         logged(action, self._metrics, self._lines)
+        cycle.answer(answer)
+        return None  # the check is over
 
     def _gone(self, gated: Gated) -> None:
         """The client left before its body was in: a 499 line, as the proxy writes."""

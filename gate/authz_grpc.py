@@ -42,6 +42,7 @@ from gate.errors import BodyTooLarge
 from gate.http import tls
 from gate.logs import HotLines
 from gate.metrics import Metrics
+from gate.tasks import resolved
 
 __all__ = ["SERVICE", "CheckHead", "GrpcDecisionService", "server_credentials"]
 
@@ -103,7 +104,7 @@ class GrpcDecisionService:
         limit = routed.runtime.max_gated_body
         if len(raw) > limit:
             return answer_error(_too_large(limit), routed.trace)
-        return await self._decider.decide(routed, head, raw)
+        return await resolved(self._decider.decide(routed, head, raw))
 
     async def start(
         self,

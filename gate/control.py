@@ -16,6 +16,8 @@ import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from gate.tasks import spawn
+
 __all__ = ["Channel", "Handler"]
 
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
@@ -75,9 +77,7 @@ class Channel:
                         else:
                             waiter.set_result(message["reply"])
                     continue
-                task = asyncio.get_running_loop().create_task(self._answer(message))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                spawn(self._answer(message), "control-answer", self._tasks)
         except (ConnectionError, ValueError):
             pass
         finally:

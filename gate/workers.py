@@ -34,6 +34,7 @@ from gate.control import Channel
 from gate.http.tls import Certificates
 from gate.metrics import merge, tls_expiry, worker_restarts
 from gate.runtime import RuntimeHolder, compile_settings
+from gate.tasks import spawn
 
 __all__ = ["Fleet"]
 
@@ -192,9 +193,7 @@ class Fleet:
         return self._stopping
 
     def _spawn_task(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._watchers.add(task)
-        task.add_done_callback(self._watchers.discard)
+        spawn(coro, "worker-watch", self._watchers)
 
     # -- the control channel -----------------------------------------------------
 

@@ -49,8 +49,7 @@ from gate.config import MCA_TYPE, PolicySettings
 from gate.core import body
 from gate.core.policy import State
 from gate.errors import GateError
-from gate.http.forward import Fetched, fetch
-from gate.http.upstream import UpstreamPool
+from gate.http.upstream import Fetched, UpstreamPool, fetch
 
 __all__ = [
     "DIRECT_PATH",

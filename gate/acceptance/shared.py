@@ -61,6 +61,7 @@ from gate.acceptance.cache import PairCache, source_of
 from gate.config import AcceptanceSettings, mask_url
 from gate.core.policy import State
 from gate.metrics import Metrics
+from gate.tasks import spawn
 
 __all__ = ["Flight", "Known", "SharedTier", "value_key"]
 
@@ -404,9 +405,7 @@ class SharedTier:
         return Known(State(status), source, max(0.0, self._wall() - float(cached_at)))
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
-        task = asyncio.get_running_loop().create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        spawn(coro, name, self._tasks)
 
 
 def _value(state: State, source: str, cached_at: float) -> str:

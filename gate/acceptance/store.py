@@ -42,9 +42,9 @@ from gate.config import AcceptanceSettings
 from gate.core import body
 from gate.core.policy import State
 from gate.errors import GateError
-from gate.http.forward import Fetched, fetch
-from gate.http.upstream import UpstreamPool
+from gate.http.upstream import Fetched, UpstreamPool, fetch
 from gate.metrics import Metrics
+from gate.tasks import spawn
 
 __all__ = ["AcceptanceStore", "Entry", "Outcome"]
 
@@ -311,12 +311,10 @@ class AcceptanceStore:
     # -- inside -------------------------------------------------------------
 
     def _spawn(self, coro: Coroutine[Any, Any, _Looked], key: _Key) -> asyncio.Task[_Looked]:
-        task = asyncio.get_running_loop().create_task(coro, name=f"acceptance-lookup:{key}")
+        task = spawn(coro, f"acceptance-lookup:{key}", self._tasks)
         self._inflight[key] = task
-        self._tasks.add(task)
 
         def _done(finished: asyncio.Task[_Looked]) -> None:
-            self._tasks.discard(finished)
             if self._inflight.get(key) is finished:
                 del self._inflight[key]
 

@@ -27,8 +27,7 @@ from urllib.parse import urlsplit
 
 from gate.acceptance.throttle import Throttle, retry_after_s
 from gate.errors import GateError, UpstreamUnavailable
-from gate.http.forward import Fetched, fetch
-from gate.http.upstream import UpstreamPool
+from gate.http.upstream import Fetched, UpstreamPool, fetch
 
 __all__ = ["PAGE_SIZE", "Customer", "ListError", "Listing", "wait_out", "walk"]
 

@@ -15,29 +15,52 @@ import functools
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-from gate.acceptance import AcceptanceStore
-from gate.acceptance.store import Outcome
 from gate.config import EDIT_FIELDS
 from gate.core import body, edits
 from gate.core.action import Action, Answer, Forward, Gated, Head, answer_error
 from gate.core.classify import METHOD_OVERRIDE_HEADERS, classify, normalize, split_target
 from gate.core.confirmation import attestation_id
 from gate.core.identity import Caller, partner_from_header, partner_from_token
-from gate.core.policy import Reason, State, Verdict
+from gate.core.judge import NEEDS_ACCEPTANCE, Facts, Needs, exemptable, judge
+from gate.core.policy import Decision, Reason, Verdict
 from gate.core.record import check, counts
 from gate.core.refusal import refusal
 from gate.core.trace import Trace
 from gate.errors import AmbiguousBody, AmbiguousMethod, GateError, PartnerUnknown
 from gate.runtime import Runtime, RuntimeHolder
+from gate.tasks import Step
 
-__all__ = ["Decider", "Pending", "ReadSubscription"]
+if TYPE_CHECKING:  # the store's answer; the core needs only the shape below
+    from gate.acceptance.lookup import LookupRules
+    from gate.acceptance.store import Outcome
+
+__all__ = ["Acceptance", "Decider", "Pending", "ReadSubscription"]
 
 _OVERRIDES = tuple(name.lower() for name in METHOD_OVERRIDE_HEADERS)
 _TOKENS_CACHED = 4096  # distinct Authorization values whose partner is remembered
 ReadSubscription = Callable[[str, str], Awaitable[Any]]
 """(path, authorization) -> the current subscription document, or None when unreadable."""
+
+
+class Acceptance(Protocol):
+    """What the core asks of the acceptance store (``gate.acceptance.AcceptanceStore``)."""
+
+    def peek(self, partner: str, customer: str) -> Outcome | None:
+        """A fresh cached answer, without awaiting anything."""
+        ...
+
+    async def lookup(
+        self,
+        partner: str,
+        customer: str,
+        authorization: str,
+        correlation: str | None,
+        rules: LookupRules,
+    ) -> Outcome:
+        """The answer, looked up (or shared with a lookup already under way)."""
+        ...
 
 
 class Pending(NamedTuple):
@@ -49,13 +72,29 @@ class Pending(NamedTuple):
     raw: bytes
     authorization: str
     outcome: Outcome | None = None
+    kind: str | None = None  # what a compared edit turned out to be; None: changes nothing
+    compared: bool = False  # compared with the current subscription
+
+
+def _known(pending: Pending) -> Facts:
+    """The facts the judge reads, from what the live gate gathered so far."""
+    caller, outcome = pending.caller, pending.outcome
+    return Facts(
+        caller.partner,
+        caller.customer,
+        pending.gated.transaction.when,
+        time.time(),
+        None if outcome is None else outcome.state,
+        outcome is not None and outcome.denied is not None,
+        (pending.kind is None) if pending.compared else None,
+    )
 
 
 class Decider:
     """One per process: the compiled config, the acceptance store, the subscription reader."""
 
     def __init__(
-        self, holder: RuntimeHolder, store: AcceptanceStore, read_subscription: ReadSubscription
+        self, holder: RuntimeHolder, store: Acceptance, read_subscription: ReadSubscription
     ) -> None:
         self._holder = holder
         self._store = store
@@ -90,8 +129,8 @@ class Decider:
         )
         # Exemption lifts gating; a confirmation is not gated, so R6/R5 still apply to it,
         # except on a national cloud, which does not support confirmation at all.
-        exemptable = transaction.kind != "confirmation" or runtime.policy.national_cloud
-        exempt = runtime.policy.blanket_exemption() if exemptable else None
+        may_exempt = exemptable(runtime, transaction.kind)
+        exempt = runtime.policy.blanket_exemption() if may_exempt else None
         if exempt is not None:  # R8 / mode off: forwarded as sent, nothing read or checked
             trace.verdict, trace.reason = exempt.verdict, exempt.reason
             return Forward(target, decision=Verdict.EXEMPT, trace=trace)
@@ -104,51 +143,55 @@ class Decider:
                 ),
                 trace,
             )
-        return Gated(runtime, transaction, target, trace, exemptable)
+        return Gated(runtime, transaction, target, trace, may_exempt)
 
-    async def decide(self, gated: Gated, head: Head, raw: bytes) -> Action:
-        """The Action for a gated call whose whole body is ``raw``."""
-        now = self.decide_now(gated, head, raw)
-        return now if not isinstance(now, Pending) else await self.resume(now)
+    def decide(self, gated: Gated, head: Head, raw: bytes) -> Step[Action]:
+        """The Action for a gated call whose whole body is ``raw``: now, or a coroutine.
 
-    def decide_now(self, gated: Gated, head: Head, raw: bytes) -> Action | Pending:
-        """The Action when nothing needs awaiting (a cache hit, an exemption, a refusal).
-
-        Otherwise a ``Pending`` for ``resume``: the pair is not cached, or an
-        unconfirmed subscription edit must be compared with the current quantity.
+        Now when nothing needs awaiting (a cache hit, an exemption, a refusal);
+        a coroutine when the pair is not cached, or an unconfirmed subscription
+        edit must be compared with the current quantity (``gate.tasks.then``
+        carries on with either).
         """
         try:
             step = self._identify(gated, head, raw)
             if not isinstance(step, Pending):
                 return step
             outcome = self._store.peek(step.caller.partner, step.caller.customer)
-            if outcome is None:
-                return step
-            pending = step._replace(outcome=outcome)
-            if self._must_compare_seats(gated, outcome):
-                return pending
-            return self._conclude(pending, _named_kind(gated, step.doc))
+            pending = step if outcome is None else step._replace(outcome=outcome)
+            judged = judge(_known(pending), gated.runtime)
+            if isinstance(judged, Needs):
+                return self._gather(pending, judged)
+            return self._conclude(pending, judged)
         except GateError as error:
             return answer_error(error, gated.trace)
 
-    async def resume(self, pending: Pending) -> Action:
-        """Finish what ``decide_now`` could not: the lookup, the current seat count."""
-        gated, caller = pending.gated, pending.caller
+    async def _gather(self, pending: Pending, needs: Needs) -> Action:
+        """Gather what the judge needs (the lookup, the current subscription), then ask again."""
+        gated = pending.gated
         try:
-            outcome = pending.outcome or await self._store.lookup(
+            while True:
+                pending = await self._fetch(pending, needs)
+                judged = judge(_known(pending), gated.runtime)
+                if not isinstance(judged, Needs):
+                    return self._conclude(pending, judged)
+                needs = judged
+        except GateError as error:
+            return answer_error(error, gated.trace)
+
+    async def _fetch(self, pending: Pending, needs: Needs) -> Pending:
+        gated, caller = pending.gated, pending.caller
+        if needs is NEEDS_ACCEPTANCE:
+            outcome = await self._store.lookup(
                 caller.partner,
                 caller.customer,
                 pending.authorization,
                 gated.trace.correlation,
                 gated.runtime.lookup_rules,
             )
-            pending = pending._replace(outcome=outcome)
-            if not self._must_compare_seats(gated, outcome):
-                return self._conclude(pending, _named_kind(gated, pending.doc))
-            kind = await self._changed_kind(gated, pending.authorization, pending.doc)
-            return self._conclude(pending, kind)
-        except GateError as error:
-            return answer_error(error, gated.trace)
+            return pending._replace(outcome=outcome)
+        kind = await self._changed_kind(gated, pending.authorization, pending.doc)
+        return pending._replace(kind=kind, compared=True)
 
     def _identify(self, gated: Gated, head: Head, raw: bytes) -> Action | Pending:
         """Everything before the acceptance store: exemptions, body rules, the partner, R6."""
@@ -184,22 +227,8 @@ class Decider:
         trace.resellers = caller.resellers
         return Pending(gated, caller, doc, raw, _first(head.getall("authorization")))
 
-    @staticmethod
-    def _must_compare_seats(gated: Gated, outcome: Outcome) -> bool:
-        """An unconfirmed subscription edit is gated only if it changes the seat count."""
-        return (
-            outcome.denied is None
-            and outcome.state is not State.ACCEPTED
-            and gated.transaction.when == "changes_quantity"
-            and gated.runtime.seat_changes_only
-        )
-
-    def _conclude(self, pending: Pending, kind: str | None) -> Action:
-        """The Action once the store answered (and the subscription, when it mattered).
-
-        ``kind``: the transaction kind the call turned out to be; None when a
-        subscription edit changes none of the gated fields (not gated after all).
-        """
+    def _conclude(self, pending: Pending, decision: Decision | None) -> Action:
+        """The Action for the judge's verdict (None: the edit changes no gated field)."""
         gated, caller, outcome = pending.gated, pending.caller, pending.outcome
         assert outcome is not None
         runtime, trace, target = gated.runtime, gated.trace, gated.target
@@ -207,20 +236,19 @@ class Decider:
         trace.acceptance = "denied" if outcome.denied is not None else outcome.state
         if outcome.source:
             trace.source = outcome.source
-        if kind is None:  # the edit changes no gated field: not a gated call after all
+        if decision is None:  # the edit changes no gated field: not a gated call after all
             trace.gated = False
             trace.facts = "same_quantity" if trace.facts in ("quantity", None) else (
                 f"same_{trace.facts}"
             )  # fmt: skip
             return Forward(target, body=pending.raw, trace=trace)
+        kind = pending.kind if pending.kind is not None else _named_kind(gated, pending.doc)
         if kind != gated.transaction.kind:  # a term change, or a seat change by its fields
             gated = gated._replace(transaction=gated.transaction._replace(kind=kind))
             trace.transaction = gated.transaction
-        state = State.NOT_ACCEPTED if outcome.denied is not None else outcome.state
-        decision = runtime.policy.decide(caller.partner, caller.customer, state, time.time())
-        if outcome.denied is not None and decision.verdict is Verdict.BLOCKED:
+        denied = outcome.denied
+        if denied is not None and decision.reason is Reason.UPSTREAM_DENIED:
             trace.verdict, trace.reason = Verdict.BLOCKED, "upstream_denied"
-            denied = outcome.denied
             headers = (*denied.headers, (b"X-Gate-Decision", b"blocked"))  # as it came
             return Answer(
                 denied.status, denied.body, headers, denied.reason, trace=trace, own=False

@@ -43,6 +43,7 @@ class Reason(StrEnum):
     BEFORE_ENFORCEMENT = "before_enforcement"
     ROLLOUT = "rollout_observed"
     CONFIRMATION = "confirmation"
+    UPSTREAM_DENIED = "upstream_denied"  # the lookup was refused the caller's own credentials
 
 
 class Decision(NamedTuple):

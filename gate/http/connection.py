@@ -16,24 +16,10 @@ from typing import Any, cast
 
 import httptools
 
-__all__ = ["RESPONSE_DROP", "Connection", "UpstreamClosed", "UpstreamResponse", "relayed_headers"]
+from gate.http.limits import HIGH_WATER
+from gate.http.vocabulary import PLAIN_TOKENS, RESPONSE_DROP
 
-_HIGH_WATER = 256 * 1024  # buffered body bytes before the upstream socket is paused
-HOP_BY_HOP = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-    }
-)
-RESPONSE_DROP = HOP_BY_HOP | {b"content-length"}  # the gate frames answers itself
-_PLAIN_TOKENS = frozenset({b"keep-alive", b"close", b""})  # name nothing that is relayed
+__all__ = ["Connection", "UpstreamClosed", "UpstreamResponse", "relayed_headers"]
 
 
 def relayed_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
@@ -155,7 +141,7 @@ class Connection(asyncio.Protocol):
             self._framed = True
         elif lowered == b"connection":
             self._tokens = self._tokens or any(
-                token.strip().lower() not in _PLAIN_TOKENS for token in value.split(b",")
+                token.strip().lower() not in PLAIN_TOKENS for token in value.split(b",")
             )
 
     def on_headers_complete(self) -> None:
@@ -185,7 +171,7 @@ class Connection(asyncio.Protocol):
             return  # the body of a HEAD answer does not exist; llhttp cannot know that
         self._chunks.append(chunk)
         self._buffered += len(chunk)
-        if self._buffered > _HIGH_WATER and self.transport is not None:
+        if self._buffered > HIGH_WATER and self.transport is not None:
             self.transport.pause_reading()
         self._wake()
 
@@ -267,7 +253,7 @@ class Connection(asyncio.Protocol):
             self._waiter = None
         chunk = self._chunks.popleft()
         self._buffered -= len(chunk)
-        if self._buffered <= _HIGH_WATER // 2 and self.transport is not None:
+        if self._buffered <= HIGH_WATER // 2 and self.transport is not None:
             self.transport.resume_reading()
         return chunk
 

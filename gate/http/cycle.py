@@ -12,54 +12,26 @@ import collections
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from gate.errors import AmbiguousBody, BodyTooLarge
+from gate.core.action import Answer, answer_error
+from gate.errors import AmbiguousBody, BodyTooLarge, GateError
+from gate.http.limits import HIGH_WATER, WHOLE_BODY
+from gate.http.vocabulary import FORWARD, KINDS, NOT_FORWARDED, OVERRIDES, READ, READ_NAMES, REASONS
+from gate.tasks import Later, then
 
 if TYPE_CHECKING:
     from gate.http.protocol import ProxyProtocol
 
-__all__ = ["NOT_FORWARDED", "Body", "ClientGone", "Cycle", "RequestHead"]
+__all__ = ["Body", "BodyStep", "ClientGone", "Cycle", "RequestHead"]
 
-_HIGH_WATER = 256 * 1024  # unread body bytes before the client socket is paused
-_READ, _FORWARD = 1, 2
-# Headers the gate reads (kept decoded by name) or never forwards; any other name is
-# forwarded as it came. Never forwarded: hop-by-hop ones, framing the gate redoes, its own
-# X-Forwarded-*, and URL overrides some upstream stacks honour (they could re-route a call).
-_KINDS = {
-    b"authorization": _READ | _FORWARD,
-    b"content-encoding": _READ | _FORWARD,
-    b"ms-correlationid": _READ | _FORWARD,
-    b"x-original-uri": _READ | _FORWARD,  # nginx auth_request (gate.authz)
-    b"x-original-method": _READ | _FORWARD,
-    b"x-envoy-auth-partial-body": _READ | _FORWARD,  # Envoy ext_authz
-    b"x-http-method": _READ | _FORWARD,
-    b"x-http-method-override": _READ | _FORWARD,
-    b"x-method-override": _READ | _FORWARD,
-    b"connection": _READ,
-    b"content-length": _READ,
-    b"expect": _READ,
-    b"host": _READ,
-    b"transfer-encoding": _READ,
-    b"x-forwarded-for": _READ,
-    b"keep-alive": 0,
-    b"proxy-connection": 0,
-    b"te": 0,
-    b"trailer": 0,
-    b"upgrade": 0,
-    b"proxy-authenticate": 0,
-    b"proxy-authorization": 0,
-    b"x-original-url": 0,
-    b"x-rewrite-url": 0,
-    b"x-forwarded-proto": 0,
-    b"x-forwarded-host": 0,
-}
-NOT_FORWARDED = frozenset(name for name, kind in _KINDS.items() if not kind & _FORWARD)
-_OVERRIDES = frozenset({b"x-http-method", b"x-http-method-override", b"x-method-override"})
-_READ_NAMES = frozenset(name.decode() for name, kind in _KINDS.items() if kind & _READ)
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
 class ClientGone(Exception):
     """The client closed its connection before the call was over."""
+
+
+BodyStep = Callable[[bytes | GateError | ClientGone], Later]
+"""Carries a cycle on with its whole body (or why it is missing); see ``Cycle.body_then``."""
 
 
 class RequestHead:
@@ -79,15 +51,15 @@ class RequestHead:
     def add(self, name: bytes, value: bytes) -> None:
         self.raw.append((name, value))
         lowered = name.lower()
-        kind = _KINDS.get(lowered)
+        kind = KINDS.get(lowered)
         if kind is None:
             if b"_" in lowered and _lookalike(lowered):
                 return
             self.lines += (name, b": ", value, b"\r\n")
             return
-        if kind & _READ:
+        if kind & READ:
             self.found.setdefault(lowered.decode(), []).append(value.decode("latin-1"))
-        if kind & _FORWARD:
+        if kind & FORWARD:
             self.lines += (name, b": ", value, b"\r\n")
 
     def forwardable(self, extra: set[bytes]) -> bytes:
@@ -95,18 +67,18 @@ class RequestHead:
         kept = []
         for name, value in self.raw:
             lowered = name.lower()
-            kind = _KINDS.get(lowered)
+            kind = KINDS.get(lowered)
             if kind is None and b"_" in lowered and _lookalike(lowered):
                 continue
             dropped = lowered in extra or lowered.replace(b"_", b"-") in extra
-            if (kind is None or kind & _FORWARD) and not dropped:
+            if (kind is None or kind & FORWARD) and not dropped:
                 kept.append(b"%s: %s\r\n" % (name, value))
         return b"".join(kept)
 
     def getall(self, name: str) -> Sequence[str]:
         """Every value of ``name`` (lowercase), in order."""
         found = self.found.get(name)
-        if found is not None or name in _READ_NAMES:
+        if found is not None or name in READ_NAMES:
             return found or ()
         wanted = name.encode("latin-1")  # a configured name (identity.partner_header)
         return [value.decode("latin-1") for key, value in self.raw if key.lower() == wanted]
@@ -115,7 +87,7 @@ class RequestHead:
 def _lookalike(lowered: bytes) -> bool:
     """IIS reads X_Original_URL as X-Original-URL: underscore spellings of dropped headers."""
     dashed = lowered.replace(b"_", b"-")
-    return dashed in NOT_FORWARDED or dashed in _OVERRIDES
+    return dashed in NOT_FORWARDED or dashed in OVERRIDES
 
 
 class Body:
@@ -151,7 +123,7 @@ class Body:
         self._chunks.append(chunk)
         self.buffered += len(chunk)
         self.size += len(chunk)
-        if self.buffered > _HIGH_WATER:
+        if self.buffered > HIGH_WATER:
             self._conn.pause_body()
         if self.on_complete is not None:
             self._conn.body_waiting(True)  # the silence body_timeout_s bounds starts again
@@ -221,7 +193,7 @@ class Body:
                 self._conn.body_waiting(False)
         chunk = self._chunks.popleft()
         self.buffered -= len(chunk)
-        if self.buffered <= _HIGH_WATER // 2:
+        if self.buffered <= HIGH_WATER // 2:
             self._conn.resume_body()
         return chunk
 
@@ -256,6 +228,7 @@ class Cycle:
         "body",
         "close",
         "conn",
+        "ended",
         "has_body",
         "head",
         "http10",
@@ -296,11 +269,92 @@ class Cycle:
         )
         self.sent = False  # the status line is out: a failure can only cut the connection
         self.started = False
+        self.ended = False
         self.status = 0
 
     @property
     def gone(self) -> bool:
         return self.conn.closed
+
+    @property
+    def peer(self) -> bytes:
+        """The client's address (X-Forwarded-For)."""
+        return self.conn.peer
+
+    @property
+    def proto(self) -> bytes:
+        """The scheme the client spoke to the gate (X-Forwarded-Proto)."""
+        return self.conn.proto
+
+    # -- ending -----------------------------------------------------------------
+
+    def done(self) -> None:
+        """The request is over (answered, or nothing more will be): tell the connection, once.
+
+        The one way a request ends; the connection then starts the next
+        pipelined request, waits idle, or closes. Calling it again does nothing.
+        """
+        if not self.ended:
+            self.ended = True
+            self.conn.finished(self)
+
+    def answer(self, answer: Answer) -> None:
+        """Write one whole answer the gate gives itself, and end the request."""
+        self.send(answer)
+        self.done()
+
+    def fail(self, exc: BaseException) -> None:
+        """A bug while handling this request: a 500 if nothing was sent yet, then close."""
+        self.conn.door.logger.error("internal_error", error=type(exc).__name__)
+        self.close = True
+        if not self.sent and not self.conn.closed:
+            self.send(answer_error(GateError("The gate failed to handle the call.")))
+        else:
+            self.conn.abort()
+        self.done()
+
+    def abort(self) -> None:
+        """Cut the connection: the client must see a broken answer, never a short one."""
+        self.conn.abort()
+
+    # -- carrying on ------------------------------------------------------------
+
+    def carry_on(self, work: Later) -> None:
+        """Run ``work`` (when there is any) as this request's task."""
+        if work is not None:
+            self.conn.run(self, work)
+
+    def body_then(self, limit: int, step: BodyStep) -> Later:
+        """Carry on with ``step`` once the whole body (at most ``limit`` bytes) is in.
+
+        No body: at once. A small one (by Content-Length): from the parser's
+        callback when its last byte arrives, without a task. Else a coroutine
+        that reads it (chunked, or large).
+        """
+        if not self.has_body:
+            return step(b"")
+        length = self.length
+        if length is not None and length <= min(WHOLE_BODY, limit):
+            self.body.when_complete(self._told(step))
+            return None
+        return then(self._whole(limit), step)
+
+    def _told(self, step: BodyStep) -> Callable[[bytes | BaseException], None]:
+        def told(raw: bytes | BaseException) -> None:
+            try:
+                if not isinstance(raw, bytes | GateError | ClientGone):
+                    raw = GateError("The request body could not be read.")
+                self.carry_on(step(raw))
+            except Exception as exc:  # a bug: the connection must not be left hanging
+                self.fail(exc)
+
+        return told
+
+    async def _whole(self, limit: int) -> bytes | GateError | ClientGone:
+        try:
+            return await self.body.read(limit, self.length)
+        except (GateError, ClientGone) as error:  # too large, cut short, stalled, or gone
+            return error
 
     # -- writing the answer ---------------------------------------------------
 
@@ -351,3 +405,14 @@ class Cycle:
     def end(self, chunked: bool) -> None:
         if chunked:
             self.conn.write(b"0\r\n\r\n")
+
+    def send(self, answer: Answer) -> None:
+        """Write one whole answer the gate gives itself (``answer`` also ends the request)."""
+        lines = b"".join(b"%s: %s\r\n" % pair for pair in answer.headers)
+        if answer.own:  # the gate's own answer (a relayed one keeps its Date)
+            lines += self.conn.door.date
+        reason = answer.reason.encode("latin-1") if answer.reason else REASONS.get(answer.status)
+        self.respond(
+            answer.status, reason or b"", lines, length=len(answer.body),
+            body=answer.body if self.method != "HEAD" else b"",
+        )  # fmt: skip

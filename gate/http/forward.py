@@ -15,33 +15,22 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import NamedTuple
 
 from gate.core.action import Forward, answer_error
 from gate.errors import GateError, UpstreamTimeout, UpstreamUnavailable
-from gate.http.connection import Connection, relayed_headers
+from gate.http.connection import Connection
 from gate.http.cycle import Body, Cycle, RequestHead
+from gate.http.limits import BUFFER_ANSWER, INSPECT_ANSWER
 from gate.http.upstream import UpstreamClosed, UpstreamPool, UpstreamResponse
+from gate.http.vocabulary import PLAIN_TOKENS
 from gate.metrics import Metrics
+from gate.tasks import Later
 
-__all__ = ["Fetched", "Relayed", "Settle", "fetch", "forward", "forward_now", "upstream_headers"]
+__all__ = ["Relayed", "Settle", "forward", "upstream_headers"]
 
-_BUFFER_LIMIT = 64 * 1024  # answers up to this size are relayed in one write
-_INSPECT_LIMIT = 1024 * 1024  # answers the gate reads (confirmations) up to this size
 _NO_BODY = frozenset({204, 304})
-
-
-@dataclass(frozen=True, slots=True)
-class Fetched:
-    """A small upstream answer read whole (lookups, subscription reads)."""
-
-    status: int
-    reason: str
-    headers: tuple[tuple[bytes, bytes], ...]
-    body: bytes
 
 
 class Relayed(NamedTuple):
@@ -62,15 +51,7 @@ def _translated(exc: TimeoutError | UpstreamClosed, metrics: Metrics | None) -> 
     return UpstreamUnavailable("The upstream cannot be reached.")
 
 
-@contextmanager
-def _upstream_errors(metrics: Metrics | None) -> Iterator[None]:
-    try:
-        yield
-    except (TimeoutError, UpstreamClosed) as exc:
-        raise _translated(exc, metrics) from exc
-
-
-_PLAIN_TOKENS = frozenset({"keep-alive", "close", ""})  # name no header that is forwarded
+_PLAIN_TOKENS = frozenset(token.decode() for token in PLAIN_TOKENS)  # as decoded here
 
 
 def upstream_headers(
@@ -104,21 +85,37 @@ def upstream_headers(
 Kept = Callable[[int, bytes], None]
 """Told an answer the gate read whole (a confirmation's) before the caller gets it."""
 Settle = Callable[[Relayed], None]
-"""Told how a call carried on by callbacks ended (gated calls: the log line, a confirmation)."""
+"""Told once how a call ended (gated calls: the log line, a confirmation recorded): before the
+caller hears when the answer was read whole, else after."""
 
 
-def forward_now(
+def forward(
+    cycle: Cycle,
+    action: Forward,
+    pool: UpstreamPool,
+    metrics: Metrics,
+    settle: Settle | None = None,
+) -> Later:
+    """Send the call upstream and relay the answer to the client; the request then ends.
+
+    A call with no body to stream (a read, or a gated call whose body the gate
+    holds) goes out at once on an idle pooled connection, carried on by
+    callbacks: its answer usually arrives whole with its head and goes back in
+    one write (None is returned). Otherwise the coroutine that does it.
+    """
+    if (action.body is not None or not cycle.has_body) and _send_now(
+        cycle, action, pool, metrics, settle
+    ):
+        return None
+    return _forward(cycle, action, pool, metrics, settle)
+
+
+def _send_now(
     cycle: Cycle, action: Forward, pool: UpstreamPool, metrics: Metrics, settle: Settle | None
 ) -> bool:
-    """Send a call on an idle pooled connection at once, carried on by callbacks, not a task.
-
-    For a call with no body to stream (a read, or a gated call whose body the
-    gate holds): its answer usually arrives whole with its head and goes back
-    in one write. False when no idle connection is free; then run ``forward``.
-    ``settle`` hears how it ended, before the connection moves on.
-    """
+    """On an idle pooled connection, at once; False when none is free."""
     inspect = action.record is not None
-    lines = upstream_headers(cycle.head, cycle.conn.peer, inspect=inspect, proto=cycle.conn.proto)
+    lines = upstream_headers(cycle.head, cycle.peer, inspect=inspect, proto=cycle.proto)
     started = pool.send_now(cycle.method, action.target, lines, action.body)
     if started is None:
         return False
@@ -142,7 +139,7 @@ def _answered(
     settle: Settle | None,
     head_ready: asyncio.Future[UpstreamResponse],
 ) -> None:
-    """The answer's head arrived for a call ``forward_now`` sent (or the exchange failed)."""
+    """The answer's head arrived for a call ``_send_now`` sent (or the exchange failed)."""
     held: UpstreamResponse | None = None  # an answer whose slot and count are still ours
     try:
         try:
@@ -153,7 +150,7 @@ def _answered(
             resend = action.body is None and isinstance(exc, UpstreamClosed)
             if resend and pool.retryable(conn, cycle.method):
                 # A pooled connection the upstream had closed: the one re-send, on a new one.
-                cycle.conn.run(cycle, forward(cycle, action, pool, metrics, fresh=True))
+                cycle.carry_on(_forward(cycle, action, pool, metrics, settle, fresh=True))
                 return
             _settled(cycle, _refuse(cycle, _translated(exc, metrics), action.decision), settle)
             return
@@ -165,7 +162,7 @@ def _answered(
         if whole is None or cycle.method == "HEAD":
             relay = _relay_and_release(cycle, upstream, action, metrics, settle)
             held = None  # the relay releases them now
-            cycle.conn.run(cycle, relay)
+            cycle.carry_on(relay)
             return
         block = upstream.relayed
         if action.decision is not None:
@@ -176,19 +173,40 @@ def _answered(
         held = None
         metrics.in_flight -= 1
         upstream.release()
-        cycle.conn.finished(cycle)
+        cycle.done()
     except Exception as exc:  # a bug: the connection must not be left hanging
         if held is not None:  # after the head: its connection closed, its slot and count freed
             metrics.in_flight -= 1
             conn.close()
             held.release()
-        cycle.conn.fail(cycle, exc)
+        cycle.fail(exc)
 
 
 def _settled(cycle: Cycle, relayed: Relayed, settle: Settle | None) -> None:
     if settle is not None:
         settle(relayed)
-    cycle.conn.finished(cycle)
+    cycle.done()
+
+
+class _Once:
+    """``settle`` told exactly once: before the caller hears (an answer read whole) or after."""
+
+    __slots__ = ("settle", "told")
+
+    def __init__(self, settle: Settle | None) -> None:
+        self.settle = settle
+        self.told = False
+
+    def kept(self, status: int, whole: bytes) -> None:
+        self.told = True
+        if self.settle is not None:
+            self.settle(Relayed(status, body=whole))
+
+    def ended(self, cycle: Cycle, relayed: Relayed | None) -> None:
+        """Told unless it was already; also when the client left mid-answer."""
+        if self.settle is not None and not self.told:
+            self.told = True
+            self.settle(relayed or Relayed(cycle.status if cycle.sent else 499))
 
 
 async def _relay_and_release(
@@ -198,42 +216,51 @@ async def _relay_and_release(
     metrics: Metrics,
     settle: Settle | None,
 ) -> None:
+    once = _Once(settle)
     relayed: Relayed | None = None
-    settled = False
-
-    def kept(status: int, whole: bytes) -> None:
-        """Settled before the caller hears, as ``_answered`` does (confirmations recorded)."""
-        nonlocal settled
-        settled = True
-        if settle is not None:
-            settle(Relayed(status, body=whole))
-
     inspect = action.record is not None
     try:
-        relayed = await _relay(cycle, upstream, metrics, action.decision, inspect, kept)
+        relayed = await _relay(cycle, upstream, metrics, action.decision, inspect, once.kept)
     finally:
         upstream.release()
         metrics.in_flight -= 1
-        if settle is not None and not settled:  # also when the client left mid-answer
-            settle(relayed or Relayed(cycle.status if cycle.sent else 499))
+        once.ended(cycle, relayed)
+    cycle.done()
 
 
-async def forward(
+async def _forward(
     cycle: Cycle,
     action: Forward,
     pool: UpstreamPool,
     metrics: Metrics,
+    settle: Settle | None,
     *,
     fresh: bool = False,
-    kept: Kept | None = None,
-) -> Relayed:
-    """Send the call upstream and relay the answer to the client.
+) -> None:
+    """Send the call upstream (streaming its body) and relay the answer; then end the request.
 
     ``fresh``: on a new connection, never a pooled one (the re-send of a call
     whose pooled connection turned out closed).
     """
+    once = _Once(settle)
+    relayed: Relayed | None = None
+    try:
+        relayed = await _exchange(cycle, action, pool, metrics, fresh, once.kept)
+    finally:
+        once.ended(cycle, relayed)
+    cycle.done()
+
+
+async def _exchange(
+    cycle: Cycle,
+    action: Forward,
+    pool: UpstreamPool,
+    metrics: Metrics,
+    fresh: bool,
+    kept: Kept,
+) -> Relayed:
     inspect = action.record is not None
-    lines = upstream_headers(cycle.head, cycle.conn.peer, inspect=inspect, proto=cycle.conn.proto)
+    lines = upstream_headers(cycle.head, cycle.peer, inspect=inspect, proto=cycle.proto)
     payload: bytes | Body | None = action.body
     length = None
     if payload is None and cycle.has_body:
@@ -266,7 +293,7 @@ def _refuse(cycle: Cycle, error: GateError, decision: str | None) -> Relayed:
         error.headers.setdefault("X-Gate-Decision", decision)
     answer = answer_error(error)
     cycle.close = True
-    cycle.conn.send(cycle, answer)
+    cycle.send(answer)
     return Relayed(error.status, error.error_name)
 
 
@@ -292,7 +319,7 @@ async def _relay(
             kept(status, whole)
         cycle.respond(status, reason, block, length=len(whole), body=whole)
         return Relayed(status, body=whole)
-    limit = _INSPECT_LIMIT if inspect else _BUFFER_LIMIT
+    limit = INSPECT_ANSWER if inspect else BUFFER_ANSWER
     pieces: list[bytes] = []
     if length is None or length <= limit:
         size = 0
@@ -333,25 +360,7 @@ async def _stream(
         # The status line is gone already: cut the connection so the client
         # sees a truncated answer, never a short body that looks complete.
         metrics.upstream_errors["aborted"].inc()
-        cycle.conn.abort()
+        cycle.abort()
         return Relayed(status)
     cycle.end(chunked)
     return Relayed(status)
-
-
-async def fetch(
-    pool: UpstreamPool, target: str, headers: Mapping[str, str], limit_s: float
-) -> Fetched:
-    """GET a small resource for the gate's own use (never a caller's call)."""
-    lines = b"".join(
-        b"%s: %s\r\n" % (name.encode(), value.encode("utf-8", "surrogateescape"))
-        for name, value in headers.items()
-    )
-    with _upstream_errors(None):
-        async with asyncio.timeout(limit_s):
-            upstream = await pool.request("GET", target, lines)
-            try:
-                body = await upstream.read(_INSPECT_LIMIT)
-            finally:
-                upstream.release()
-    return Fetched(upstream.status, upstream.reason, tuple(relayed_headers(upstream.headers)), body)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import httptools
 
-from gate.core.action import Answer, answer_error
+from gate.core.action import answer_error
 from gate.errors import (
     GateError,
     MalformedRequest,
@@ -29,18 +29,28 @@ from gate.errors import (
     RequestTimeout,
 )
 from gate.http.cycle import ClientGone, Cycle, RequestHead
+from gate.http.vocabulary import REASONS
+from gate.tasks import Later, spawn
 
 if TYPE_CHECKING:
     from gate.http.server import FrontDoor
 
-__all__ = ["BodyStep", "Handler", "ProxyProtocol"]
+__all__ = ["Handler", "ProxyProtocol"]
 
-Handler = Callable[[Cycle], Coroutine[Any, Any, None] | None]
-"""Starts a cycle: a coroutine to run as its task, or None when it carries on by callbacks
-(and then calls ``ProxyProtocol.finished`` itself)."""
-BodyStep = Callable[[bytes | GateError | ClientGone], Coroutine[Any, Any, None] | None]
-"""Carries a cycle on with its whole body (or why it is missing); see ``after_body``."""
+Handler = Callable[[Cycle], Later]
+"""Starts a cycle: a coroutine to run as its task, or None when it is over or carries on by
+callbacks. Either way the cycle ends by ``Cycle.done``."""
 _SLACK = 256 * 1024  # what one read may add on top of a head that is still incomplete
+
+# What the parser is reading (one connection's state; ``closed`` is the last one).
+_IDLE = 0  # between requests: the keep-alive clock runs once nothing is queued
+_HEAD = 1  # a head is arriving: the head clock runs (unless the gate paused reading)
+_BODY = 2  # the running or a queued request's body is arriving
+_STOPPED = 3  # parse nothing more: an Upgrade offer, or a refused request (answer, then close)
+
+# Why reading from the client is paused: a set of these bits; reading resumes when it is empty.
+_FOR_BODY = 1  # more than HIGH_WATER of body bytes wait unread
+_FOR_QUEUE = 2  # a pipelined request waits for the one running
 
 
 class _Refused(Exception):
@@ -69,16 +79,14 @@ class ProxyProtocol(asyncio.Protocol):
         self._head: RequestHead | None = None  # the head being parsed
         self._head_size = 0
         self._pending = 0  # bytes fed while a head was incomplete (bounds llhttp's buffer)
-        self._head_since: float | None = None  # a head is arriving since then
-        self._idle_since: float | None = door.loop.time()  # nothing to do since then
+        self._phase = _IDLE
+        self._since = door.loop.time()  # the phase's clock: idle, or the head arriving, since
         self._fresh = True  # no request yet: the first must arrive within header_timeout_s
         self._body_wait_since: float | None = None
         self._write_paused_since: float | None = None
         self._drained: asyncio.Future[None] | None = None
-        self._paused_for_body = False
-        self._paused_for_queue = False
-        self._reading_paused = False
-        self._upgraded = False
+        self._pauses = 0  # _FOR_BODY | _FOR_QUEUE
+        self._reading_paused = False  # what the transport was last told
         self._refusal: GateError | None = None  # owed once the queued calls are answered
 
     # -- asyncio.Protocol ---------------------------------------------------
@@ -94,7 +102,7 @@ class ProxyProtocol(asyncio.Protocol):
             self.close()
 
     def data_received(self, data: bytes) -> None:
-        if self.closed or self._upgraded:
+        if self.closed or self._phase == _STOPPED:
             return
         try:
             self._parser.feed_data(data)
@@ -106,13 +114,13 @@ class ProxyProtocol(asyncio.Protocol):
                 self.door.logger.error("internal_error", error=type(refused).__name__)
                 self._refuse(GateError("The gate failed to read the request."))
         except httptools.HttpParserUpgrade:
-            self._upgraded = True  # no protocol switch here: answer, then close
+            self._phase = _STOPPED  # no protocol switch here: answer, then close
             if self._queue:
                 self._queue[-1].close = True
         except httptools.HttpParserError as exc:
             self._refuse(MalformedRequest(f"The request is not valid HTTP/1.1: {_reason(exc)}."))
         else:
-            if self._head is not None:  # llhttp holds a partial header line: bound it too
+            if self._phase == _HEAD:  # llhttp holds a partial header line: bound it too
                 self._pending += len(data)
                 if self._pending > self.door.max_header_bytes + _SLACK:
                     self._refuse(_head_too_large(self.door.max_header_bytes))
@@ -148,8 +156,7 @@ class ProxyProtocol(asyncio.Protocol):
         self._head_size = 0
         self._url = []
         self._url_size = 0
-        self._head_since = self.loop.time()
-        self._idle_since = None
+        self._phase, self._since = _HEAD, self.loop.time()
 
     def on_url(self, url: bytes) -> None:
         self._url.append(url)
@@ -173,7 +180,8 @@ class ProxyProtocol(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         parser = self._parser
         head = cast(RequestHead, self._head)
-        self._head, self._head_since, self._fresh, self._pending = None, None, False, 0
+        self._head, self._fresh, self._pending = None, False, 0
+        self._phase = _BODY
         found = head.found
         http10 = parser.get_http_version() == "1.0"
         hosts = found.get("host", ())
@@ -204,8 +212,7 @@ class ProxyProtocol(asyncio.Protocol):
         if len(self._queue) == 1:
             self._start(cycle)
         else:
-            self._paused_for_queue = True  # pipelined: hold further requests until it runs
-            self._flow()
+            self._pause(_FOR_QUEUE)  # pipelined: hold further requests until it runs
 
     def on_body(self, chunk: bytes) -> None:
         if self._parsing is not None:
@@ -215,8 +222,8 @@ class ProxyProtocol(asyncio.Protocol):
         if self._parsing is not None:
             self._parsing.body.finish()
             self._parsing = None
-        if not self._queue:
-            self._idle_since = self.loop.time()
+        if self._phase == _BODY:
+            self._phase, self._since = _IDLE, self.loop.time()
 
     # -- cycles ---------------------------------------------------------------
 
@@ -225,62 +232,31 @@ class ProxyProtocol(asyncio.Protocol):
         try:
             work = self.door.handler(cycle)
         except Exception as exc:
-            self.fail(cycle, exc)
+            cycle.fail(exc)
             return
-        if work is not None:
-            self.run(cycle, work)
+        cycle.carry_on(work)
 
     def _start_next(self) -> None:
         if self._queue and not self._queue[0].started and not self.closed:
             self._start(self._queue[0])
 
-    def after_body(self, cycle: Cycle, step: BodyStep) -> None:
-        """Call ``step`` once the whole body is in (or has failed), without a task.
+    def run(self, cycle: Cycle, work: Coroutine[Any, Any, None]) -> None:
+        """Carry on with ``cycle`` in a task; the work ends the cycle itself (``Cycle.done``)."""
+        spawn(self._run(cycle, work), "request", self.door.tasks)
 
-        For a small body both front doors decide from: what ``step`` cannot finish
-        at once it returns as a coroutine, which then runs as the cycle's task.
-        """
-
-        def told(raw: bytes | BaseException) -> None:
-            try:
-                if not isinstance(raw, bytes | GateError | ClientGone):
-                    raw = GateError("The request body could not be read.")
-                work = step(raw)
-                if work is not None:
-                    self.run(cycle, work)
-            except Exception as exc:  # a bug: the connection must not be left hanging
-                self.fail(cycle, exc)
-
-        cycle.body.when_complete(told)
-
-    def run(self, cycle: Cycle, work: Coroutine[Any, Any, Any]) -> None:
-        """Carry on with ``cycle`` in a task; ``finished`` is called when it ends."""
-        task = self.loop.create_task(self._run(cycle, work))
-        self.door.tasks.add(task)
-        task.add_done_callback(self.door.tasks.discard)
-
-    async def _run(self, cycle: Cycle, work: Coroutine[Any, Any, Any]) -> None:
+    async def _run(self, cycle: Cycle, work: Coroutine[Any, Any, None]) -> None:
         try:
             await work
         except ClientGone:
-            pass
+            cycle.done()
         except Exception as exc:  # the one boundary: a bug must not leave the client hanging
-            self.fail(cycle, exc)
-            return
-        self.finished(cycle)
-
-    def fail(self, cycle: Cycle, exc: BaseException) -> None:
-        """A bug while handling ``cycle``: a 500 if nothing was sent yet; the connection ends."""
-        self.door.logger.error("internal_error", error=type(exc).__name__)
-        cycle.close = True
-        if not cycle.sent and not self.closed:
-            self.send(cycle, answer_error(GateError("The gate failed to handle the call.")))
-        else:
-            self.abort()
-        self.finished(cycle)
+            cycle.fail(exc)
 
     def finished(self, cycle: Cycle) -> None:
-        """The answer to ``cycle`` is out: start the next pipelined request, or wait idle."""
+        """The answer to ``cycle`` is out: start the next pipelined request, or wait idle.
+
+        Told by ``Cycle.done`` only, once per cycle.
+        """
         if self._queue and self._queue[0] is cycle:
             self._queue.popleft()
         if self.closed:
@@ -293,28 +269,16 @@ class ProxyProtocol(asyncio.Protocol):
         if self._queue:  # the next pipelined request, from the loop: no recursion per request
             self.loop.call_soon(self._start_next)
         else:
-            self._paused_for_queue = False
-            self._flow()
-            if self._parsing is None and self._head is None:
-                self._idle_since = self.loop.time()
-
-    def send(self, cycle: Cycle, answer: Answer) -> None:
-        """Write one whole answer the gate gives itself."""
-        lines = b"".join(b"%s: %s\r\n" % pair for pair in answer.headers)
-        if answer.own:  # the gate's own answer (a relayed one keeps its Date)
-            lines += self.door.date
-        reason = answer.reason.encode("latin-1") if answer.reason else _REASONS.get(answer.status)
-        cycle.respond(
-            answer.status, reason or b"", lines, length=len(answer.body),
-            body=answer.body if cycle.method != "HEAD" else b"",
-        )  # fmt: skip
+            self._resume(_FOR_QUEUE)
+            if self._phase == _IDLE:  # the keep-alive clock starts now
+                self._since = self.loop.time()
 
     def _refuse(self, error: GateError) -> None:
         """Answer a request the parser refused, then close: the stream cannot be trusted."""
         if self.closed or self.transport is None:
             return
-        self._head = self._head_since = None
-        self._upgraded = True  # parse nothing more from this connection
+        self._head = None
+        self._phase = _STOPPED  # parse nothing more from this connection
         # The kind and llhttp's own reason only: the request's bytes may hold a token.
         self.door.logger.info("request_refused", error=error.error_name, peer=self.peer.decode())
         if self._parsing is not None:  # a broken body: its request's one answer says so
@@ -336,7 +300,7 @@ class ProxyProtocol(asyncio.Protocol):
             b"HTTP/1.1 %d %s\r\n%s%sContent-Length: %d\r\nConnection: close\r\n\r\n%s"
             % (
                 answer.status,
-                _REASONS.get(answer.status, b""),
+                REASONS.get(answer.status, b""),
                 lines,
                 self.door.date,
                 len(answer.body),
@@ -348,19 +312,25 @@ class ProxyProtocol(asyncio.Protocol):
     # -- flow control ---------------------------------------------------------
 
     def pause_body(self) -> None:
-        self._paused_for_body = True
-        self._flow()
+        self._pause(_FOR_BODY)
 
     def resume_body(self) -> None:
-        if self._paused_for_body:
-            self._paused_for_body = False
+        self._resume(_FOR_BODY)
+
+    def _pause(self, reason: int) -> None:
+        self._pauses |= reason
+        self._flow()
+
+    def _resume(self, reason: int) -> None:
+        if self._pauses & reason:
+            self._pauses &= ~reason
             self._flow()
 
     def body_waiting(self, waiting: bool) -> None:
         self._body_wait_since = self.loop.time() if waiting else None
 
     def _flow(self) -> None:
-        paused = self._paused_for_body or self._paused_for_queue
+        paused = self._pauses != 0
         if paused != self._reading_paused and self.transport is not None and not self.closed:
             self._reading_paused = paused
             if paused:
@@ -396,14 +366,15 @@ class ProxyProtocol(asyncio.Protocol):
     def tick(self, now: float) -> None:
         """Once a second: enforce the head, body, write and keep-alive limits."""
         door = self.door
-        if self._head_since is not None:
+        phase = self._phase
+        if phase == _HEAD:
             if self._reading_paused:  # the gate holds the head back, not the client
-                self._head_since = now
-            elif now - self._head_since > door.header_timeout:
+                self._since = now
+            elif now - self._since > door.header_timeout:
                 self._refuse(RequestTimeout("The request head did not arrive in time."))
-        elif self._idle_since is not None and not self._queue:
+        elif phase != _BODY and not self._queue:  # idle (or stopped) with nothing to answer
             limit = door.header_timeout if self._fresh else door.keepalive_timeout
-            if now - self._idle_since > limit or self.draining:
+            if now - self._since > limit or self.draining:
                 self.close()  # nothing was asked: no answer is owed
         if self._body_wait_since is not None and now - self._body_wait_since > door.body_timeout:
             body = self._queue[0].body if self._queue else None
@@ -418,7 +389,7 @@ class ProxyProtocol(asyncio.Protocol):
         self.draining = True
         for cycle in self._queue:
             cycle.close = True
-        if not self._queue and self._head is None:
+        if not self._queue and self._phase != _HEAD:
             self.close()
 
 
@@ -431,20 +402,3 @@ def _head_too_large(limit: int) -> RequestHeaderFieldsTooLarge:
 def _reason(exc: httptools.HttpParserError) -> str:
     text = str(exc.args[0]) if exc.args else type(exc).__name__
     return text.rstrip(".")[:120]
-
-
-_REASONS = {
-    200: b"OK",
-    400: b"Bad Request",
-    401: b"Unauthorized",
-    403: b"Forbidden",
-    408: b"Request Timeout",
-    413: b"Content Too Large",
-    414: b"URI Too Long",
-    431: b"Request Header Fields Too Large",
-    499: b"Client Closed Request",
-    500: b"Internal Server Error",
-    502: b"Bad Gateway",
-    503: b"Service Unavailable",
-    504: b"Gateway Timeout",
-}

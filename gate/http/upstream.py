@@ -19,19 +19,20 @@ import collections
 import contextlib
 import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from typing import Protocol
 
 from yarl import URL
 
-from gate.http.connection import Connection, UpstreamClosed, UpstreamResponse
+from gate.errors import UpstreamTimeout, UpstreamUnavailable
+from gate.http.connection import Connection, UpstreamClosed, UpstreamResponse, relayed_headers
+from gate.http.limits import INLINE_SEND, INSPECT_ANSWER
 
-__all__ = ["Streamed", "UpstreamClosed", "UpstreamPool", "UpstreamResponse"]
+__all__ = ["Fetched", "Streamed", "UpstreamClosed", "UpstreamPool", "UpstreamResponse", "fetch"]
 
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 _IDLE_S = 30.0  # a pooled connection idle longer than this is closed, not reused
-_INLINE_BODY = 64 * 1024  # smaller bodies go out in the same write as the head
-_CHUNKED = b"Transfer-Encoding: chunked\r\n"
 _CHUNKED = b"Transfer-Encoding: chunked\r\n"
 _BODILESS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS", "TRACE"})
 
@@ -285,7 +286,7 @@ def _render_head(
 async def _send(conn: Connection, head: bytes, body: Payload) -> None:
     """Write the request; ``conn.sending`` turns False only once every byte is out."""
     if body is None or isinstance(body, bytes):
-        if body and len(body) > _INLINE_BODY:
+        if body and len(body) > INLINE_SEND:
             await conn.write(head)
             if conn.answered:
                 return
@@ -310,3 +311,35 @@ async def _send(conn: Connection, head: bytes, body: Payload) -> None:
 
 def _answered(head_ready: asyncio.Future[UpstreamResponse]) -> bool:
     return head_ready.done() and not head_ready.cancelled() and head_ready.exception() is None
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """A small upstream answer read whole (lookups, subscription reads)."""
+
+    status: int
+    reason: str
+    headers: tuple[tuple[bytes, bytes], ...]
+    body: bytes
+
+
+async def fetch(
+    pool: UpstreamPool, target: str, headers: Mapping[str, str], limit_s: float
+) -> Fetched:
+    """GET a small resource for the gate's own use (never a caller's call)."""
+    lines = b"".join(
+        b"%s: %s\r\n" % (name.encode(), value.encode("utf-8", "surrogateescape"))
+        for name, value in headers.items()
+    )
+    try:
+        async with asyncio.timeout(limit_s):
+            upstream = await pool.request("GET", target, lines)
+            try:
+                body = await upstream.read(INSPECT_ANSWER)
+            finally:
+                upstream.release()
+    except TimeoutError as exc:
+        raise UpstreamTimeout("The upstream did not answer in time.") from exc
+    except UpstreamClosed as exc:
+        raise UpstreamUnavailable("The upstream cannot be reached.") from exc
+    return Fetched(upstream.status, upstream.reason, tuple(relayed_headers(upstream.headers)), body)

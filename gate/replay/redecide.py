@@ -18,9 +18,10 @@ from the call, the body and the acceptance store:
    is ``not-gated``; facts the log lacks for the new rule give ``needs-lookup``;
 6. an unknown partner is refused (``PartnerUnknown``); a confirmation keeps
    its logged R6 result;
-7. the policy decides with the logged acceptance state (none logged:
-   ``needs-lookup``) at the logged time: mode, enforcement date, rollout
-   share, per-partner overrides and ``on_lookup_error`` are the new config's.
+7. the judge (``gate.core.judge``, as the live gate) decides with the
+   logged acceptance state (none logged: ``needs-lookup``) at the logged
+   time: mode, enforcement date, rollout share, per-partner overrides and
+   ``on_lookup_error`` are the new config's.
    An unconfirmed seat change is compared with the current quantity: the log
    says ``same_quantity`` when the logging gate found it unchanged, and
    ``quantity`` when it differed, if that gate compared at all (it does not
@@ -35,6 +36,7 @@ from dataclasses import dataclass
 
 from gate.core.classify import Transaction, classify
 from gate.core.edits import FACTS_PREFIX
+from gate.core.judge import Facts, Needs, exemptable, judge
 from gate.core.policy import Decision, State, Verdict
 from gate.errors import GateError
 from gate.replay.logline import LoggedCall
@@ -94,11 +96,11 @@ def redecide(call: LoggedCall, runtime: Runtime, *, compared: bool = True) -> Ou
     if transaction is None:
         return Outcome(PASS, "")
     kind, policy = transaction.kind, runtime.policy
-    exemptable = kind != "confirmation" or policy.national_cloud
-    exempt = policy.blanket_exemption() if exemptable else None
+    may_exempt = exemptable(runtime, kind)
+    exempt = policy.blanket_exemption() if may_exempt else None
     if exempt is not None:
         return _verdict(exempt, kind)
-    exempt = policy.exemption(call.partner) if call.partner and exemptable else None
+    exempt = policy.exemption(call.partner) if call.partner and may_exempt else None
     if call.decision == "exempt":  # forwarded unread: body facts, R6, acceptance all unknown
         return _verdict(exempt, kind) if exempt else Outcome(NEEDS_LOOKUP, "body", kind)
     if _refused(call) and call.reason in _READ_REFUSALS:
@@ -154,27 +156,22 @@ def _confirmation(call: LoggedCall) -> Outcome:
 def _policy(
     call: LoggedCall, runtime: Runtime, transaction: Transaction, compared: bool
 ) -> Outcome:
-    kind, policy = transaction.kind, runtime.policy
+    kind = transaction.kind
     if transaction.when == "changes_quantity" and call.transaction in _EDIT_KINDS:
         kind = call.transaction  # what the edit turned out to be: a seat or a term change
-    partner, customer = call.partner or "", transaction.customer
-    if call.acceptance is None:
-        return Outcome(NEEDS_LOOKUP, "acceptance", kind)
-    if call.acceptance == "denied":  # the upstream refused the caller's own credentials
-        decision = policy.decide(partner, customer, State.NOT_ACCEPTED, call.at)
-        if decision.verdict is not Verdict.BLOCKED:
-            return _verdict(decision, kind)
-        return Outcome(Verdict.BLOCKED.value, "upstream_denied", kind)
-    state = State(call.acceptance)
-    # An unconfirmed seat change is compared with the current quantity. A logging gate
-    # that compared too says same_quantity when it was unchanged, quantity when not.
-    compares = transaction.when == "changes_quantity" and runtime.seat_changes_only
-    if compares and state is not State.ACCEPTED:
-        if (call.facts or "").startswith("same_"):  # same_quantity, same_fields:...
-            return Outcome(NOT_GATED, "", kind)
-        if not compared:
-            return Outcome(NEEDS_LOOKUP, "quantity", kind)
-    decision = policy.decide(partner, customer, state, call.at)
-    if decision.verdict is not Verdict.BLOCKED and call.reason == "client_gone":
+    denied = call.acceptance == "denied"  # the upstream refused the caller's own credentials
+    acceptance = None if call.acceptance is None or denied else State(call.acceptance)
+    # A logging gate that compared an unconfirmed seat change says same_quantity (or
+    # same_fields:...) when it was unchanged, quantity when it was not.
+    logged = call.facts or ""
+    same = True if logged.startswith("same_") else (False if compared else None)
+    facts = Facts(call.partner or "", transaction.customer, transaction.when, call.at,
+                  acceptance, denied, same)  # fmt: skip
+    judged = judge(facts, runtime)
+    if judged is None:
+        return Outcome(NOT_GATED, "", kind)
+    if isinstance(judged, Needs):
+        return Outcome(NEEDS_LOOKUP, judged.fact, kind)
+    if not denied and judged.verdict is not Verdict.BLOCKED and call.reason == "client_gone":
         return Outcome(Verdict.BLOCKED.value, "client_gone", kind)
-    return _verdict(decision, kind)
+    return _verdict(judged, kind)

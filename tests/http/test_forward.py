@@ -1,4 +1,4 @@
-"""gate.http.forward's task-free path (``forward_now``): what it owes after the answer's head.
+"""gate.http.forward's task-free path (a call sent at once): what it owes after the answer's head.
 
 A real gate runs in front of a real upstream over loopback sockets (the
 sandbox, or a raw server that answers in pieces). What is checked is what an

@@ -52,13 +52,13 @@ class App:
             try:
                 body = b"".join([chunk async for chunk in cycle.body.chunks()])
             except GateError as error:
-                cycle.conn.send(cycle, answer_error(error))
+                cycle.answer(answer_error(error))
                 return
             except ClientGone:
                 self.gone += 1
                 raise
         text = b"%s %s|%s" % (cycle.method.encode(), cycle.target.encode(), body)
-        cycle.conn.send(cycle, Answer(200, text, ((b"Content-Type", b"text/plain"),)))
+        cycle.answer(Answer(200, text, ((b"Content-Type", b"text/plain"),)))
 
 
 async def settle() -> None:
