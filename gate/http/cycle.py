@@ -9,7 +9,7 @@ wait unread; writing waits whenever the client's socket buffer is full.
 from __future__ import annotations
 
 import collections
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from gate.errors import AmbiguousBody, BodyTooLarge
@@ -224,10 +224,6 @@ class Body:
         if self.buffered <= _HIGH_WATER // 2:
             self._conn.resume_body()
         return chunk
-
-    async def chunks(self) -> AsyncIterator[bytes]:
-        while (chunk := await self.next()) is not None:
-            yield chunk
 
     async def read(self, limit: int, length: int | None) -> bytes:
         """The whole body (a gated call's), at most ``limit`` bytes."""
