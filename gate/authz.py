@@ -33,6 +33,7 @@ from typing import Any
 
 from gate.core.action import Action, Answer, Forward, Gated, answer_error
 from gate.core.decide import Decider, Pending
+from gate.core.policy import Verdict
 from gate.core.trace import finish
 from gate.errors import BodyTooLarge, GateError, InvalidAcceptance, MalformedRequest
 from gate.http.cycle import ClientGone, Cycle
@@ -86,6 +87,7 @@ class DecisionService:
     ) -> Coroutine[Any, Any, None] | None:
         """A small body has arrived whole (or failed): decide at once from a cached pair."""
         if isinstance(raw, ClientGone):
+            self._gone(gated)
             cycle.conn.finished(cycle)
             return None
         if isinstance(raw, GateError):
@@ -141,6 +143,7 @@ class DecisionService:
             self._reply(cycle, answer_error(error, gated.trace), nginx)
             return
         except ClientGone:
+            self._gone(gated)
             return
         action = self._decider.decide_now(gated, cycle.head, raw)
         if isinstance(action, Pending):
@@ -160,6 +163,12 @@ class DecisionService:
             error = action.error if isinstance(action, Answer) else None
             finish(action.trace, _status(action), error,
                    self._metrics, self._lines)  # fmt: skip
+
+    def _gone(self, gated: Gated) -> None:
+        """The client left before its body was in: a 499 line, as the proxy writes."""
+        trace = gated.trace
+        trace.verdict, trace.reason = Verdict.BLOCKED, "client_gone"
+        finish(trace, 499, None, self._metrics, self._lines)
 
 
 def _status(action: Action) -> int:

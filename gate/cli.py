@@ -1,4 +1,4 @@
-"""The ``gate`` command: serve | check-config | explain | demo | replay.
+"""The ``gate`` command: serve | check-config | explain | demo | replay | audit | health.
 
 The only place that runs apps on real listeners, installs signal handlers
 and picks the event loop (uvloop where available).
@@ -212,14 +212,19 @@ def _explain(args: argparse.Namespace) -> int:
     settings = _load(args.config)
     if settings is None:
         return 2
-    raw = None
-    if args.body is not None:
-        try:
+    if args.current is not None and args.body is None:
+        print("--current needs --body: the edit is compared with it", file=sys.stderr)
+        return 2
+    raw = current = None
+    try:
+        if args.body is not None:
             raw = sys.stdin.buffer.read() if args.body == "-" else Path(args.body).read_bytes()
-        except OSError as error:
-            print(f"{args.body}: cannot read: {error.strerror}", file=sys.stderr)
-            return 2
-    for line in explain(settings, args.method, args.path, args.partner, raw):
+        if args.current is not None:
+            current = Path(args.current).read_bytes()
+    except OSError as error:
+        print(f"{error.filename or args.body}: cannot read: {error.strerror}", file=sys.stderr)
+        return 2
+    for line in explain(settings, args.method, args.path, args.partner, raw, current):
         print(line)
     return 0
 
@@ -238,6 +243,19 @@ def _replay(args: argparse.Namespace) -> int:
         out=sys.stdout,
         err=sys.stderr,
     )
+
+
+def _health(args: argparse.Namespace) -> int:
+    """One line on stdout, exit 0 when the admin listener answers /healthz with 200, else 1."""
+    from gate.health import probe
+
+    settings = _load(args.config)
+    if settings is None:
+        print("unhealthy: the config does not load")
+        return 1
+    found = probe(settings.admin, args.cert or "", args.key or "", args.timeout)
+    print(found.line)
+    return 0 if found.healthy else 1
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -260,6 +278,9 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--config", metavar="FILE")
     explain.add_argument("--partner", metavar="TENANT", help="apply this partner's overrides")
     explain.add_argument("--body", metavar="FILE", help="the request body (- for stdin)")
+    explain.add_argument(
+        "--current", metavar="FILE", help="a subscription edit: the subscription now (JSON)"
+    )
     explain.add_argument("method", metavar="METHOD")
     explain.add_argument("path", metavar="PATH")
     commands.add_parser("demo", help="block -> confirm -> allow against a built-in sandbox")
@@ -270,7 +291,52 @@ def _parser() -> argparse.ArgumentParser:
     replay_.add_argument("--against", metavar="OLD", help="re-decide the old side under OLD")
     replay_.add_argument("--json", action="store_true", help="a JSON report, for machines")
     replay_.add_argument("logs", metavar="DECISION_LOG", nargs="+", help="files, gzip, or -")
+    health = commands.add_parser(
+        "health", help="ask the running gate's admin /healthz (the config's admin listener and TLS)"
+    )
+    health.add_argument("--config", metavar="FILE", help="TOML config (default: built-ins)")
+    health.add_argument("--cert", metavar="FILE", help="client certificate (mutual TLS)")
+    health.add_argument("--key", metavar="FILE", help="its key (default: in --cert's file)")
+    health.add_argument("--timeout", type=float, default=3.0, metavar="S", help="default 3")
+    _audit_parser(commands)
     return parser
+
+
+def _audit_parser(commands: Any) -> None:
+    audit = commands.add_parser(
+        "audit", help="every customer of a partner: would the gate block it, and why"
+    )
+    audit.add_argument("--config", metavar="FILE", help="TOML config (default: built-ins)")
+    audit.add_argument(
+        "--token-file", metavar="FILE", required=True, help="the partner's App+User token"
+    )
+    audit.add_argument("--out", metavar="FILE", help="write the report here (default: stdout)")
+    audit.add_argument("--format", choices=("csv", "json"), default="csv")
+    audit.add_argument(
+        "--concurrency",
+        metavar="N",
+        type=_positive,
+        help="lookups at once (default: 16, at most acceptance.max_concurrent_lookups)",
+    )
+    audit.add_argument(
+        "--warm", action="store_true", help="write each answer to acceptance.shared_url"
+    )
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1 up, not {text!r}")
+    return int(text)
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from gate.audit.command import AuditArgs, run_audit_command
+
+    settings = _load(args.config)
+    if settings is None:
+        return 2
+    audit_args = AuditArgs(args.token_file, args.out, args.format, args.concurrency, args.warm)
+    return _run(run_audit_command(settings, audit_args))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -288,6 +354,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _explain(args)
     if args.command == "replay":
         return _replay(args)
+    if args.command == "health":
+        return _health(args)
+    if args.command == "audit":
+        return _audit(args)
     from gate.demo import run_demo
 
     return _run(run_demo(sys.stdout))

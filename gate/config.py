@@ -8,6 +8,8 @@ path: ``gate.runtime.compile_settings`` turns these into the tables it reads.
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 import tomllib
 from datetime import UTC, datetime
@@ -33,7 +35,10 @@ from pydantic_settings import (
 from yarl import URL
 
 __all__ = [
+    "AGREEMENT_TYPES",
     "DEFAULT_RULES",
+    "EDIT_FIELDS",
+    "MCA_TYPE",
     "AcceptanceSettings",
     "AdminSettings",
     "AuthzSettings",
@@ -51,11 +56,16 @@ __all__ = [
     "load",
     "mask_url",
     "parse_listen",
+    "read_token_file",
 ]
 
 Mode = Literal["enforce", "observe", "off"]
 Cloud = Literal["public", "usgov", "germany", "china"]
-TransactionKind = Literal["new_purchase", "seat_change", "confirmation"]
+TransactionKind = Literal["new_purchase", "seat_change", "term_change", "confirmation"]
+MCA_TYPE = "MicrosoftCustomerAgreement"
+AGREEMENT_TYPES = ("MicrosoftCloudAgreement", MCA_TYPE)
+EDIT_FIELDS = ("quantity", "termDuration", "billingCycle", "scheduledNextTermInstructions")
+"""Subscription fields ``policy.subscription_edits`` may name (DESIGN §1.2)."""
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _PLACEHOLDER = re.compile(r"^\{[a-z_][a-z0-9_]*\}$")
 
@@ -171,7 +181,12 @@ class PartnerPolicy(_Section):
 class PolicySettings(_Section):
     mode: Mode = "enforce"
     enforce_from: datetime = datetime(2018, 11, 7, tzinfo=UTC)
-    subscription_edits: Literal["seat_changes", "all"] = "seat_changes"
+    subscription_edits: Literal["seat_changes", "all"] | tuple[str, ...] = "seat_changes"
+    """``seat_changes`` (= ``["quantity"]``), ``all`` (every PATCH), or a list of EDIT_FIELDS."""
+    agreement_types: tuple[str, ...] = AGREEMENT_TYPES
+    accepted_since: datetime | None = None
+    """Agreements dated before it do not count (R4); empty: any date."""
+    direct_acceptance: bool = True
     enforce_percent: int = Field(100, ge=0, le=100)
     partners: dict[str, PartnerPolicy] = Field(default_factory=dict)
 
@@ -181,6 +196,72 @@ class PolicySettings(_Section):
         if value.tzinfo is None:
             raise ValueError("must carry a time zone, e.g. 2018-11-07T00:00:00Z")
         return value
+
+    @field_validator("accepted_since", mode="before")
+    @classmethod
+    def _since(cls, value: Any) -> Any:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        if isinstance(value, str):
+            try:
+                value = datetime.fromisoformat(value.strip())
+            except ValueError:
+                raise ValueError(
+                    "must be an RFC 3339 time, e.g. 2023-04-01T00:00:00Z, or empty"
+                ) from None
+        if isinstance(value, datetime) and value.tzinfo is None:
+            raise ValueError("must carry a time zone, e.g. 2023-04-01T00:00:00Z")
+        return value
+
+    @field_validator("agreement_types", mode="before")
+    @classmethod
+    def _types(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list | tuple) or not value:
+            raise ValueError(f"must list one or more of {', '.join(AGREEMENT_TYPES)}")
+        known = {kind.lower(): kind for kind in AGREEMENT_TYPES}
+        named: list[str] = []
+        for kind in value:
+            if not isinstance(kind, str) or kind.strip().lower() not in known:
+                raise ValueError(
+                    f"{kind!r} is not an agreement type; known: {', '.join(AGREEMENT_TYPES)}"
+                )
+            if known[kind.strip().lower()] not in named:
+                named.append(known[kind.strip().lower()])
+        return tuple(named)
+
+    @field_validator("subscription_edits", mode="before")
+    @classmethod
+    def _edits(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if value in ("seat_changes", "all"):
+                return value
+            raise ValueError(
+                f"must be 'seat_changes', 'all' or a list of fields ({', '.join(EDIT_FIELDS)})"
+            )
+        if not isinstance(value, list | tuple) or not value:
+            raise ValueError(
+                f"must be 'seat_changes', 'all' or a list of fields ({', '.join(EDIT_FIELDS)})"
+            )
+        known = {field.lower(): field for field in EDIT_FIELDS}
+        named: list[str] = []
+        for field in value:
+            if not isinstance(field, str) or field.strip().lower() not in known:
+                raise ValueError(
+                    f"{field!r} is not a subscription edit field; known: {', '.join(EDIT_FIELDS)}"
+                )
+            if known[field.strip().lower()] not in named:
+                named.append(known[field.strip().lower()])
+        return tuple(named)
+
+    @property
+    def edit_fields(self) -> tuple[str, ...] | None:
+        """The fields whose change gates a subscription PATCH; None: every PATCH (``all``)."""
+        edits = self.subscription_edits
+        if edits == "all":
+            return None
+        return ("quantity",) if edits == "seat_changes" else tuple(edits)
 
     @field_validator("partners")
     @classmethod
@@ -209,6 +290,15 @@ class AcceptanceSettings(_Section):
     """The shared tier (DESIGN §6): redis://, rediss:// or unix://; empty: each process alone."""
     shared_timeout_s: float = Field(0.1, gt=0, le=10)
     """Longest wait for one Redis command; slower counts as a failure and Redis is skipped."""
+    lookup_token_file: str = ""
+    """A file holding an App+User token used for the lookups of its own partner (its tid)."""
+
+    @field_validator("lookup_token_file")
+    @classmethod
+    def _token_file(cls, value: str) -> str:
+        if value.strip():
+            read_token_file(Path(value.strip()))
+        return value.strip()
 
     @field_validator("shared_url")
     @classmethod
@@ -251,6 +341,26 @@ def _check_shared_url(value: str) -> None:
         raise ValueError(f"query option {unknown[0]!r} is not supported for {url.scheme}://")
     if url.fragment:
         raise ValueError("must not carry a #fragment")
+
+
+def read_token_file(path: Path) -> tuple[str, str]:
+    """(the token, its tid lowercased) from a token file; ValueError never quoting the token."""
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ValueError(f"cannot read {str(path)!r}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{str(path)!r} is not text") from None
+    token = text.removeprefix("Bearer ").removeprefix("bearer ").strip()
+    parts = token.split(".")
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (IndexError, ValueError):
+        claims = None
+    tid = claims.get("tid") if isinstance(claims, dict) else None
+    if len(parts) != 3 or not isinstance(tid, str) or not tid.strip():
+        raise ValueError(f"{str(path)!r} does not hold a JWT access token with a tid claim")
+    return token, tid.strip().lower()
 
 
 def mask_url(value: str) -> str:

@@ -22,9 +22,10 @@ __all__ = [
     "Metrics",
     "merge",
     "tls_expiry",
+    "worker_restarts",
 ]
 
-TRANSACTIONS = ("new_purchase", "seat_change", "confirmation")
+TRANSACTIONS = ("new_purchase", "seat_change", "term_change", "confirmation")
 LOOKUP_RESULTS = ("hit", "shared", "miss", "error")  # own cache, shared tier, upstream, failed
 SHARED_OPERATIONS = ("get", "lock", "set", "publish", "subscribe")
 UPSTREAM_ERROR_REASONS = ("unavailable", "timeout", "aborted")
@@ -46,6 +47,19 @@ def tls_expiry(registry: CollectorRegistry) -> Gauge:
         "notAfter of the certificate a TLS listener serves (new connections), Unix time.",
         ["listener"], registry=registry,
     )  # fmt: skip
+
+
+def worker_restarts(registry: CollectorRegistry) -> Counter:
+    """Workers the parent started again; every process exports it, so the series always exists.
+
+    A single gate process (and each worker) keeps it at 0; the supervising parent counts on
+    its own, and the merged ``/metrics`` sum is the parent's count.
+    """
+    return Counter(
+        "gate_worker_restarts_total",
+        "Workers the parent started again after they died (0 without workers).",
+        registry=registry,
+    )
 
 
 class Metrics:
@@ -72,6 +86,7 @@ class Metrics:
         )  # fmt: skip
         self.reloads = {result: reloads.labels(result) for result in ("ok", "error")}
         self.tls_expiry = tls_expiry(self.registry)
+        worker_restarts(self.registry)  # 0 here: only a supervising parent restarts workers
         build = Gauge(
             "gate_build_info", "Always 1; labels carry the gate and Python versions.",
             ["version", "python"], registry=self.registry,

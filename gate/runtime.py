@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from yarl import URL
 
+from gate.acceptance.lookup import LookupRules, compile_rules
 from gate.config import Settings
 from gate.core.classify import RuleTable
 from gate.core.policy import Policy
@@ -24,7 +25,9 @@ class Runtime:
     policy: Policy
     upstream: URL
     upstream_prefix: str
-    seat_changes_only: bool
+    seat_changes_only: bool  # subscription edits are gated by their fields (not "all")
+    edit_fields: tuple[str, ...] | None  # the fields that gate a subscription edit; None: all
+    lookup_rules: LookupRules
     partner_header: str
     max_gated_body: int
 
@@ -50,7 +53,9 @@ def compile_settings(settings: Settings) -> Runtime:
         ),
         upstream=upstream.with_path("/"),
         upstream_prefix=upstream.raw_path.rstrip("/"),
-        seat_changes_only=settings.policy.subscription_edits == "seat_changes",
+        seat_changes_only=settings.policy.subscription_edits != "all",
+        edit_fields=settings.policy.edit_fields,
+        lookup_rules=compile_rules(settings.policy),
         partner_header=settings.identity.partner_header,
         max_gated_body=settings.server.max_gated_body_bytes,
     )

@@ -25,14 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from structlog.typing import FilteringBoundLogger
 
 from gate import admin
 from gate.config import ConfigError, Settings, load, parse_listen
 from gate.control import Channel
 from gate.http.tls import Certificates
-from gate.metrics import merge, tls_expiry
+from gate.metrics import merge, tls_expiry, worker_restarts
 from gate.runtime import RuntimeHolder, compile_settings
 
 __all__ = ["Fleet"]
@@ -64,11 +64,7 @@ class Fleet:
         self._workers = [_Worker(index) for index in range(settings.server.workers)]
         self._stopping = False
         self._registry = CollectorRegistry()
-        self._restarts = Counter(
-            "gate_worker_restarts_total",
-            "Workers the parent started again after they died.",
-            registry=self._registry,
-        )
+        self._restarts = worker_restarts(self._registry)
         self._watchers: set[asyncio.Task[None]] = set()
         self._tls = Certificates(tls_expiry(self._registry), logger)  # the admin listener's
 
@@ -119,8 +115,15 @@ class Fleet:
             argv += ["--config", self._config_path]
         argv += ["--worker", str(worker.index), "--control-fd", str(child_end.fileno())]
         worker.ready = asyncio.Event()
-        worker.process = await asyncio.create_subprocess_exec(*argv, pass_fds=(child_end.fileno(),))
-        child_end.close()
+        try:
+            worker.process = await asyncio.create_subprocess_exec(
+                *argv, pass_fds=(child_end.fileno(),)
+            )
+        except BaseException:
+            parent_end.close()  # no worker to talk to: the pair must not outlive the attempt
+            raise
+        finally:
+            child_end.close()  # the worker holds its own copy now (or there is no worker)
         worker.started = time.monotonic()
         worker.channel = await Channel.open(parent_end, self._handler(worker))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -215,6 +216,29 @@ def test_explain_decision(tmp_path: Path, config: str, partner: str | None, deci
     assert fields(result.stdout)["decision"].startswith(decision)
 
 
+def test_explain_compares_with_the_current_subscription(tmp_path: Path) -> None:
+    """§4/§1.2: --current FILE names the kind an edit makes; without --body it is refused."""
+    body, current = tmp_path / "body.json", tmp_path / "current.json"
+    body.write_text('{"quantity": 10, "billingCycle": "annual"}')
+    current.write_text('{"quantity": 10, "billingCycle": "monthly", "termDuration": "P1Y"}')
+    profile = str(ROOT / "config" / "partner-center-2026.toml")
+    args = ("--config", profile, "--body", str(body), "--current", str(current))
+    result = gate("explain", *args, "PATCH", f"{C}/subscriptions/s1")
+    assert result.returncode == 0, result.stderr
+    out = fields(result.stdout)
+    assert (out["current"], out["edit"]) == ("changes billingCycle; same quantity", "term_change")
+    seats = gate("explain", "--body", str(body), "--current", str(current), "PATCH",
+                 f"{C}/subscriptions/s1")  # fmt: skip
+    assert fields(seats.stdout)["gated"].startswith("no: it changes no gated field")
+    alone = gate("explain", "--current", str(current), "PATCH", f"{C}/subscriptions/s1")
+    assert (alone.returncode, alone.stdout) == (2, "")
+    assert alone.stderr.startswith("--current needs --body")
+    missing = gate("explain", "--body", str(body), "--current", str(tmp_path / "nope.json"),
+                   "PATCH", f"{C}/subscriptions/s1")  # fmt: skip
+    assert missing.returncode == 2
+    assert missing.stderr.startswith(f"{tmp_path / 'nope.json'}: cannot read")
+
+
 def test_explain_with_bad_config(tmp_path: Path) -> None:
     """§4: explain refuses to explain under a config it cannot load, naming the bad key."""
     path = write(tmp_path, '[policy]\nmode = "strict"\n')
@@ -229,10 +253,34 @@ def test_explain_with_bad_config(tmp_path: Path) -> None:
 
 
 def test_demo_walks_through_block_confirm_allow() -> None:
-    """§4: `gate demo` runs offline and checks itself: block -> confirm -> allow."""
+    """§4: `gate demo` runs offline and checks itself: block -> confirm -> allow, then 2026."""
     result = gate("demo")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "demo finished: all steps behaved as expected" in result.stdout
+    assert ",Tailspin Toys,not_confirmed,none,,,no_agreement" in result.stdout  # its audit
+    assert "3 customers: 2 confirmed, 1 not_confirmed, 0 unknown" in result.stdout
+    assert "UNEXPECTED" not in result.stdout
+    seed, _, today = result.stdout.partition("-- Partner Center today")
+    assert "log: transaction=new_purchase decision=allowed reason=accepted source=confirmation" in (
+        seed
+    )
+    steps = re.split(r"\n\n(?=\d+\. )", today)[1:4]  # the three steps after the 2026 heading
+    direct, old, term = steps
+    assert "-> 201 (ok)   X-Gate-Decision: allowed" in direct
+    assert "source=direct" in direct
+    for refused, kind in ((old, "new_purchase"), (term, "term_change")):
+        assert "-> 403 (ok)   X-Gate-Decision: blocked" in refused
+        assert '"reason": "before_accepted_since"' in refused
+        assert f"log: transaction={kind} decision=blocked" in refused
+    assert "2023-04-01T00:00:00Z or later" in old
+
+
+def test_the_demo_runs_the_shipped_2026_profile() -> None:
+    """§1.2: the demo's 2026 policy is config/partner-center-2026.toml's (it runs without it)."""
+    from gate.config import load
+    from gate.demo import PROFILE_2026
+
+    assert load(ROOT / "config" / "partner-center-2026.toml").policy == PROFILE_2026
 
 
 def test_version() -> None:

@@ -242,6 +242,39 @@ def test_bad_env_value_is_named(
         ),
         pytest.param('[log]\nformat = "xml"\n', "log.format", id="log-format"),
         pytest.param(
+            '[policy]\nagreement_types = ["MicrosoftPartnerAgreement"]\n',
+            "policy.agreement_types",
+            id="unknown-agreement-type",
+        ),
+        pytest.param(
+            "[policy]\nagreement_types = []\n", "policy.agreement_types", id="no-agreement-type"
+        ),
+        pytest.param(
+            '[policy]\naccepted_since = "April 2023"\n',
+            "policy.accepted_since",
+            id="bad-accepted-since",
+        ),
+        pytest.param(
+            '[policy]\naccepted_since = "2023-04-01T00:00:00"\n',
+            "policy.accepted_since",
+            id="accepted-since-without-zone",
+        ),
+        pytest.param(
+            '[policy]\nsubscription_edits = ["quantity", "autoRenew"]\n',
+            "policy.subscription_edits",
+            id="unknown-edit-field",
+        ),
+        pytest.param(
+            '[policy]\nsubscription_edits = "terms"\n',
+            "policy.subscription_edits",
+            id="unknown-edit-mode",
+        ),
+        pytest.param(
+            '[acceptance]\nlookup_token_file = "/nonexistent/token"\n',
+            "acceptance.lookup_token_file",
+            id="unreadable-token-file",
+        ),
+        pytest.param(
             RULE.format(name="r", method="POST", path="/v1/orders/{id}"),
             "rules.0.path",
             id="rule-without-customer",
@@ -466,3 +499,31 @@ def test_tls_keys_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
         "/etc/gate/tls/tls.crt",
         "/etc/gate/tls/tls.key",
     )
+
+
+def test_policy_2026_keys_are_read(tmp_path: Path) -> None:
+    """§3: agreement types, accepted_since and edit fields are read (any casing), canonical."""
+    settings = load(
+        write(
+            tmp_path,
+            '[policy]\nagreement_types = ["microsoftcustomeragreement"]\n'
+            "accepted_since = 2023-04-01T00:00:00Z\ndirect_acceptance = false\n"
+            'subscription_edits = ["Quantity", "billingcycle"]\n',
+        )
+    )
+    policy = settings.policy
+    assert policy.agreement_types == ("MicrosoftCustomerAgreement",)
+    assert policy.accepted_since == datetime(2023, 4, 1, tzinfo=UTC)
+    assert policy.direct_acceptance is False
+    assert policy.edit_fields == ("quantity", "billingCycle")
+    assert Settings().policy.edit_fields == ("quantity",)
+    assert Settings().policy.accepted_since is None
+
+
+def test_token_file_problem_never_quotes_the_token(tmp_path: Path) -> None:
+    """§1.2: a token file without a tid is refused, naming the key and not its content."""
+    secret = tmp_path / "token"
+    secret.write_text("not-a-jwt-but-secret-ish", encoding="utf-8")
+    problems = problems_of(tmp_path, f'[acceptance]\nlookup_token_file = "{secret}"\n')
+    assert problems[0].startswith("acceptance.lookup_token_file:")
+    assert "secret-ish" not in " ".join(problems)

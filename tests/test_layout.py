@@ -18,12 +18,9 @@ COVERED_ELSEWHERE = {
     "acceptance/store": "single-flight lookups, record(), snapshots: tests/contract",
     "admin": "admin listener routes and token: tests/contract",
     "control": "the parent-worker channel: tests/contract/test_workers.py",
-    "workers": "the supervising parent: tests/contract/test_workers.py, test_serve.py",
-    "authz": "the decision service: tests/contract/test_authz_*.py (Envoy shapes, real nginx)",
     "app": "app factories: every contract test starts one",
     "http/connection": "one upstream connection, driven through gate.http.upstream in its tests",
     "demo": "run end to end as `gate demo` by tests/test_cli.py",
-    "http/forward": "streaming, hop-by-hop, X-Forwarded-*, error mapping: tests/contract",
     "core/decide": "the decision core: tests/contract (blocking, confirmation, acceptance, errors)",
     "core/action": "Action values: rendered by every contract test of a refusal",
     "core/trace": "decision log lines read by tests/contract",
@@ -31,7 +28,6 @@ COVERED_ELSEWHERE = {
     "core/refusal": "the 403 13605 and fail-closed 503 bodies: tests/contract/test_blocking.py",
     "http/cycle": "one request's body and answer: tests/contract (framing, pass-through)",
     "http/server": "the front door's listener, clocks and drain: tests/contract",
-    "http/protocol": "one connection's parsing, pipelining and limits: tests/contract",
     "logs": "decision log lines read by tests/contract",
     "metrics": "/metrics text parsed by tests/contract",
     "pipeline": "the proxy handler: every contract test goes through it",
@@ -61,8 +57,8 @@ WITH_LOGIC = {name for name, path in MODULES.items() if has_logic(path)}
 UNIT_TESTS = {
     _name(path, TESTS, "test_")
     for path in TESTS.rglob("test_*.py")
-    # contract tests go by DESIGN section; tests/deploy/ checks deploy/, not a module
-    if not {"contract", "deploy"} & set(path.relative_to(TESTS).parts)
+    # contract tests go by DESIGN section; tests/deploy/ checks deploy/, tests/fuzz/ the fuzzers
+    if not {"contract", "deploy", "fuzz"} & set(path.relative_to(TESTS).parts)
 }
 
 

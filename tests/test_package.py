@@ -28,7 +28,11 @@ SOURCES = sorted(
 
 def _editable() -> bool:
     """Whether pip installed gate --editable (GATE_EDITABLE=1 scripts/test)."""
-    direct = importlib.metadata.distribution("gate").read_text("direct_url.json") or "{}"
+    # Asked of site-packages alone: an editable install's gate.egg-info in the checkout (on
+    # sys.path for `tests`) carries no direct_url.json and would hide the installed metadata.
+    purelib = sysconfig.get_paths()["purelib"]
+    (installed,) = importlib.metadata.distributions(name="gate", path=[purelib])
+    direct = installed.read_text("direct_url.json") or "{}"
     return bool(json.loads(direct).get("dir_info", {}).get("editable", False))
 
 

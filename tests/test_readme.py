@@ -39,7 +39,9 @@ def test_every_key_is_documented_with_its_default_and_variable() -> None:
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         shown = str(value).lower() if isinstance(value, bool) else str(value)
-        shown = shown or '""'  # an empty string is written "" in the table
+        if isinstance(value, list):  # written as in TOML
+            shown = "[" + ", ".join(f'"{item}"' for item in value) + "]"
+        shown = '""' if value is None else shown or '""'  # empty (or unset) is written ""
         if key == "policy.enforce_from":
             shown = "2018-11-07T00:00:00Z"
         assert default == shown, f"{key}: README says {default!r}, code says {shown!r}"

@@ -2,10 +2,11 @@
 
 A million cached pairs must fit in well under 256 MB, and a hit is on every
 gated call, so an entry is packed into one int (when it was stored, on the
-monotonic clock in milliseconds, plus two flag bits: accepted, and learnt
-from a confirmation) under one ``"partner/customer"`` string key in a plain
-dict, whose insertion order is the LRU order. Freshness and expiry follow
-from the stored time and the TTLs, which are the same for every entry.
+monotonic clock in milliseconds, plus three flag bits: accepted, learnt
+from a confirmation, learnt from the customer's own (direct) acceptance)
+under one ``"partner/customer"`` string key in a plain dict, whose
+insertion order is the LRU order. Freshness and expiry follow from the
+stored time and the TTLs, which are the same for every entry.
 """
 
 from __future__ import annotations
@@ -15,16 +16,25 @@ from typing import NamedTuple
 
 from gate.core.policy import State
 
-__all__ = ["Entry", "PairCache"]
+__all__ = ["Entry", "PairCache", "source_of"]
 
-_ACCEPTED, _CONFIRMED = 1, 2
+_ACCEPTED, _CONFIRMED, _DIRECT = 1, 2, 4
+_SHIFT = 3  # the flag bits below the stored time
+
+
+_FLAGS = {"confirmation": _CONFIRMED, "direct": _DIRECT}
+
+
+def source_of(value: object) -> str:
+    """A stored source read back (snapshots, Redis): the current release wrote ``lookup``."""
+    return value if isinstance(value, str) and value in ("confirmation", "direct") else "agreement"
 
 
 class Entry(NamedTuple):
     """One cached pair as operators see it."""
 
     state: State
-    source: str  # "lookup" | "confirmation"
+    source: str  # what confirmed: "agreement" | "direct" | "confirmation"; "lookup" if not
     cached_at: float  # wall clock
     ttl: float
     fresh_until: float  # monotonic
@@ -59,13 +69,22 @@ class PairCache:
         packed = self._data.get(key)
         if packed is None:
             return None
-        age = int(self._clock() * 1000) - (packed >> 2)
+        age = int(self._clock() * 1000) - (packed >> _SHIFT)
         if packed & _ACCEPTED:
             if age < self._positive_ms:
                 self._data[key] = self._data.pop(key)  # most recently used: last out
                 return State.ACCEPTED
             return None
         return State.NOT_ACCEPTED if age < self._negative_ms else None
+
+    def fresh_source(self, key: str) -> str | None:
+        """What confirmed a pair still within its positive TTL (``fresh`` first said ACCEPTED)."""
+        packed = self._data.get(key)
+        if packed is None or not packed & _ACCEPTED:
+            return None
+        return "confirmation" if packed & _CONFIRMED else "direct" if packed & _DIRECT else (
+            "agreement"
+        )  # fmt: skip
 
     def get(self, key: str) -> Entry | None:
         """The entry while it is kept (fresh, or accepted and within stale-if-error)."""
@@ -83,7 +102,7 @@ class PairCache:
         if state is State.ACCEPTED:
             if self._positive_ms + self._keep <= 0:
                 return
-            flags = _ACCEPTED | (_CONFIRMED if source == "confirmation" else 0)
+            flags = _ACCEPTED | _FLAGS.get(source, 0)
         elif self._negative_ms <= 0:
             return  # never trusted: not worth a slot
         else:
@@ -93,7 +112,7 @@ class PairCache:
         data.pop(key, None)
         if len(data) >= self._limit:
             del data[next(iter(data))]  # the least recently used
-        data[key] = stored << 2 | flags
+        data[key] = stored << _SHIFT | flags
 
     def pop(self, key: str) -> bool:
         return self._data.pop(key, None) is not None
@@ -110,11 +129,19 @@ class PairCache:
                 yield key, entry
 
     def _entry(self, packed: int) -> Entry:
-        stored = (packed >> 2) / 1000
+        stored = (packed >> _SHIFT) / 1000
         accepted = bool(packed & _ACCEPTED)
         ttl = (self._positive_ms if accepted else self._negative_ms) / 1000
         keep = self._keep / 1000 if accepted else 0.0
         cached_at = self._wall() - (self._clock() - stored)
         state = State.ACCEPTED if accepted else State.NOT_ACCEPTED
-        source = "confirmation" if packed & _CONFIRMED else "lookup"
+        source = (
+            "confirmation"
+            if packed & _CONFIRMED
+            else "direct"
+            if packed & _DIRECT
+            else "agreement"
+            if accepted
+            else "lookup"
+        )
         return Entry(state, source, cached_at, ttl, stored + ttl, stored + ttl + keep)

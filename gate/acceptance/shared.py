@@ -10,7 +10,9 @@ cache and direct lookups as if no tier were configured.
 What Redis holds (tenant ids, states and times only; never personal data)::
 
     gate:acceptance:<partner>/<customer>
-        {"status": "accepted", "source": "lookup", "cached_at": 1767225600.0}
+        {"status": "accepted", "source": "agreement", "cached_at": 1767225600.0}
+        (source: agreement | direct | confirmation; "lookup", as the release before
+        wrote it, is read as agreement)
         SET ... PX positive_ttl_s ("accepted") or negative_ttl_s ("not_accepted", and NX,
         so that a lookup never overwrites a confirmation that landed meanwhile)
     gate:lock:<partner>/<customer>
@@ -55,7 +57,7 @@ from redis.exceptions import RedisError
 from redis.retry import Retry
 from structlog.typing import FilteringBoundLogger
 
-from gate.acceptance.cache import PairCache
+from gate.acceptance.cache import PairCache, source_of
 from gate.config import AcceptanceSettings, mask_url
 from gate.core.policy import State
 from gate.metrics import Metrics
@@ -81,7 +83,7 @@ class Known(NamedTuple):
     """A pair's state as the fleet knows it."""
 
     state: State
-    source: str  # "lookup" | "confirmation"
+    source: str  # "agreement" | "direct" | "confirmation"
     age_s: float  # since it was learnt
 
 
@@ -91,6 +93,7 @@ class Flight:
 
     known: Known | None = None  # the fleet's answer; None: look it up yourself
     found: State | None = None  # set by the caller: what its lookup found, to share
+    source: str = "agreement"  # and what confirmed it (agreement | direct)
     lock: str | None = None  # our token while we hold the pair's lock
 
 
@@ -174,7 +177,10 @@ class SharedTier:
             if self._waiting.get(key) is future:
                 del self._waiting[key]
         if flight.known is None and (flight.found is not None or flight.lock is not None):
-            self._spawn(self._share(key, flight.found, flight.lock), f"shared-tier-share:{key}")
+            self._spawn(
+                self._share(key, flight.found, flight.lock, flight.source),
+                f"shared-tier-share:{key}",
+            )
 
     async def _join(
         self, key: str, future: asyncio.Future[Known | None]
@@ -211,11 +217,13 @@ class SharedTier:
             acquired, raw = await pipe.execute()
         return bool(acquired), raw
 
-    async def _share(self, key: str, state: State | None, lock: str | None) -> None:
+    async def _share(
+        self, key: str, state: State | None, lock: str | None, source: str = "agreement"
+    ) -> None:
         """Write a lookup's answer (if any) with its TTL, tell the waiters, free the lock."""
         cached_at = self._wall()
         ttl = self._ttl_ms.get(state, 0) if state is not None else 0
-        value = _value(state, "lookup", cached_at) if state is not None else None
+        value = _value(state, source, cached_at) if state is not None else None
         redis = self._redis
 
         async def write() -> None:
@@ -223,12 +231,24 @@ class SharedTier:
                 if value is not None and ttl > 0:
                     pipe.set(value_key(key), value, px=ttl, nx=state is State.NOT_ACCEPTED)
                 if lock is not None or value is not None:
-                    pipe.publish(self._channel, self._event("answer", key, state, cached_at))
+                    event = self._event("answer", key, state, cached_at, source)
+                    pipe.publish(self._channel, event)
                 if lock is not None:
                     pipe.eval(_RELEASE, 1, _LOCK + key, lock)
                 await pipe.execute()
 
         await self._command("set", write)
+
+    async def warm(self, key: str, state: State, source: str = "agreement") -> bool:
+        """Write a pair's answer found elsewhere (``gate audit --warm``) with the gate's TTL.
+
+        As a lookup's answer: 'not accepted' never overwrites what Redis holds.
+        False when the tier is down or the write failed.
+        """
+        if self._state != "up":
+            return False
+        await self._share(key, state, None, source if state is State.ACCEPTED else "agreement")
+        return self._state == "up"
 
     async def _release(self, key: str, token: str) -> None:
         await self._command("lock", lambda: self._redis.eval(_RELEASE, 1, _LOCK + key, token))
@@ -262,12 +282,14 @@ class SharedTier:
 
         await self._command("publish", write)
 
-    def _event(self, op: str, key: str, state: State | None, cached_at: float) -> str:
+    def _event(
+        self, op: str, key: str, state: State | None, cached_at: float, source: str = ""
+    ) -> str:
         doc = {
             "op": op,
             "key": key,
             "status": state.value if state is not None else None,
-            "source": "confirmation" if op == "accepted" else "lookup",
+            "source": "confirmation" if op == "accepted" else source or "agreement",
             "cached_at": cached_at,
             "origin": self._origin,
         }
@@ -378,7 +400,7 @@ class SharedTier:
             return None
         if not isinstance(cached_at, int | float):
             return None
-        source = "confirmation" if source == "confirmation" else "lookup"
+        source = source_of(source)  # the current release writes "lookup" for agreement
         return Known(State(status), source, max(0.0, self._wall() - float(cached_at)))
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:

@@ -1,10 +1,11 @@
 """The acceptance store: the process's own cache, single-flight lookups, and confirmations.
 
 The cache is ``gate.acceptance.cache.PairCache`` (bounded, LRU, per-state TTLs).
-A miss asks the upstream's agreements endpoint with the caller's own
-credentials; concurrent misses for one pair share a single lookup, which
-runs as a task owned by the store so a caller that goes away cannot cancel
-it for the others. Confirmed pairs are trusted for ``positive_ttl_s`` and,
+A miss asks the upstream (``gate.acceptance.lookup``: the agreements, then
+the customer's own acceptance) with the caller's own credentials;
+concurrent misses for one pair share a single lookup, which runs as a task
+owned by the store so a caller that goes away cannot cancel it for the
+others. Confirmed pairs are trusted for ``positive_ttl_s`` and,
 while lookups fail, for ``stale_if_error_s`` more; a 'not confirmed' answer
 never for longer than ``negative_ttl_s``. Failures are never cached. A lookup
 answered 429 holds back every lookup for that partner until its
@@ -29,9 +30,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from gate.acceptance.cache import Entry, PairCache
+from gate.acceptance.cache import Entry, PairCache, source_of
+from gate.acceptance.lookup import Finding, LookupRules, look_up
 from gate.acceptance.shared import SharedTier
-from gate.acceptance.throttle import Throttle, retry_after_s
+from gate.acceptance.throttle import Throttle
+from gate.acceptance.token import LookupToken
 from gate.config import AcceptanceSettings
 from gate.core import body
 from gate.core.policy import State
@@ -42,8 +45,6 @@ from gate.metrics import Metrics
 
 __all__ = ["AcceptanceStore", "Entry", "Outcome"]
 
-_MCA = "microsoftcloudagreement"
-_MCA_QUERY = "?agreementType=MicrosoftCloudAgreement"
 _Key = str  # "partner/customer": a tenant id holds no '/'
 
 
@@ -63,6 +64,8 @@ class Outcome(NamedTuple):
     cache: str
     denied: Fetched | None = None
     retry_after: float = 0.0
+    source: str = ""  # what confirmed: agreement | direct | confirmation ("" when unknown)
+    why: str = ""  # a lookup's reason when not confirmed (before_accepted_since, ...)
 
 
 # gate_acceptance_lookups_total keeps DESIGN's labels: a stale or throttled answer is an error.
@@ -82,7 +85,10 @@ class _Looked:
     authorization: str
 
 
-_HIT_ACCEPTED = Outcome(State.ACCEPTED, "hit")
+_HIT_ACCEPTED = {
+    source: Outcome(State.ACCEPTED, "hit", source=source)
+    for source in ("agreement", "direct", "confirmation")
+}
 _HIT_NOT_ACCEPTED = Outcome(State.NOT_ACCEPTED, "hit")
 
 
@@ -117,6 +123,8 @@ class AcceptanceStore:
         )
         self._slots = asyncio.Semaphore(settings.max_concurrent_lookups)
         self._throttle = Throttle(clock=clock)
+        token_file = settings.lookup_token_file
+        self._token = LookupToken(Path(token_file)) if token_file else None
         self._inflight: dict[_Key, asyncio.Task[_Looked]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         metrics.watch_cache(lambda: len(self._cache))
@@ -127,16 +135,29 @@ class AcceptanceStore:
 
     def peek(self, partner: str, customer: str) -> Outcome | None:
         """A fresh cached answer, without awaiting anything."""
-        state = self._cache.fresh(f"{partner}/{customer}")
+        key = f"{partner}/{customer}"
+        state = self._cache.fresh(key)
         if state is None:
             return None
         self._hits.inc()
-        return _HIT_ACCEPTED if state is State.ACCEPTED else _HIT_NOT_ACCEPTED
+        if state is State.ACCEPTED:
+            return _HIT_ACCEPTED[self._cache.fresh_source(key) or "agreement"]
+        return _HIT_NOT_ACCEPTED
 
     async def lookup(
-        self, partner: str, customer: str, authorization: str, correlation: str | None
+        self,
+        partner: str,
+        customer: str,
+        authorization: str,
+        correlation: str | None,
+        rules: LookupRules,
     ) -> Outcome:
-        """Ask the upstream, sharing one lookup among concurrent callers for the pair."""
+        """Ask the upstream, sharing one lookup among concurrent callers for the pair.
+
+        With ``acceptance.lookup_token_file``, its token asks for its own partner.
+        """
+        if self._token is not None:
+            authorization = self._token.authorization_for(partner) or authorization
         key = _key(partner, customer)
         held = self._throttle.remaining(partner)
         if held:  # Partner Center throttles this partner: do not ask before Retry-After
@@ -144,10 +165,10 @@ class AcceptanceStore:
         else:
             task = self._inflight.get(key)
             if task is None:
-                task = self._spawn(self._tiered(key, authorization, correlation), key)
+                task = self._spawn(self._tiered(key, authorization, correlation, rules), key)
             looked = await asyncio.shield(task)
             if looked.outcome.denied is not None and looked.authorization != authorization:
-                looked = await self._lookup(key, authorization, correlation)  # not our denial
+                looked = await self._lookup(key, authorization, correlation, rules)  # not ours
             outcome = looked.outcome
         self._count(outcome)
         return outcome
@@ -227,7 +248,7 @@ class AcceptanceStore:
             if "/" in partner:
                 continue  # not a tenant id: never a key
             if age < self._settings.positive_ttl_s + self._settings.stale_if_error_s:
-                source = "confirmation" if row.get("source") == "confirmation" else "lookup"
+                source = source_of(row.get("source"))  # old snapshots say "lookup"
                 self._cache.put(_key(partner, customer), State.ACCEPTED, source, age)
                 loaded += 1
         return loaded
@@ -247,65 +268,62 @@ class AcceptanceStore:
         task.add_done_callback(_done)
         return task
 
-    async def _tiered(self, key: _Key, authorization: str, correlation: str | None) -> _Looked:
+    async def _tiered(
+        self, key: _Key, authorization: str, correlation: str | None, rules: LookupRules
+    ) -> _Looked:
         """Own cache missed: the shared tier's answer, else our lookup (shared with the fleet)."""
         if self._shared is None:
-            return await self._lookup(key, authorization, correlation)
+            return await self._lookup(key, authorization, correlation, rules)
         async with self._shared.flight(key) as flight:
             if flight.known is not None:
                 known = flight.known
                 state = self._store(key, known.state, known.source, known.age_s)
-                return _Looked(Outcome(state, "shared"), authorization)
-            looked = await self._lookup(key, authorization, correlation)
+                source = known.source if state is State.ACCEPTED else ""
+                return _Looked(Outcome(state, "shared", source=source), authorization)
+            looked = await self._lookup(key, authorization, correlation, rules)
             outcome = looked.outcome
             if outcome.cache == "miss" and outcome.denied is None:
                 flight.found = outcome.state  # a definite answer: worth sharing
+                flight.source = outcome.source or "agreement"
             return looked
 
-    async def _lookup(self, key: _Key, authorization: str, correlation: str | None) -> _Looked:
-        customer = key.partition("/")[2]
-        target = f"{self._prefix}/v1/customers/{customer}/agreements{_MCA_QUERY}"
-        headers = {"Authorization": authorization, "Accept": "application/json"}
-        if correlation:
-            headers["MS-CorrelationId"] = correlation
-        partner = key.partition("/")[0]
+    async def _lookup(
+        self, key: _Key, authorization: str, correlation: str | None, rules: LookupRules
+    ) -> _Looked:
+        partner, _, customer = key.partition("/")
+        limit = self._settings.lookup_timeout_s
         started = time.perf_counter()
         try:
-            async with asyncio.timeout(self._settings.lookup_timeout_s), self._slots:
+            async with asyncio.timeout(limit), self._slots:
                 held = self._throttle.remaining(partner)  # a 429 came while this one queued
                 if held:
                     return _Looked(self._failed(key, held), authorization)
-                fetched = await fetch(self._pool, target, headers, self._settings.lookup_timeout_s)
-        except (GateError, TimeoutError):
+                finding = await look_up(
+                    self._pool, self._prefix, customer, authorization, rules, limit, correlation,
+                    wall=self._wall,
+                )  # fmt: skip
+        except TimeoutError:
             return _Looked(self._failed(key), authorization)
         finally:
             self._metrics.lookup_duration.observe(time.perf_counter() - started)
-        return _Looked(self._judge(key, fetched), authorization)
+        return _Looked(self._judged(key, finding), authorization)
 
-    def _judge(self, key: _Key, fetched: Fetched) -> Outcome:
-        if fetched.status in (401, 403):
-            return Outcome(State.UNKNOWN, "miss", denied=fetched)
-        if fetched.status == 429:
-            return self._failed(key, self._hold(key, fetched))
-        if fetched.status == 404:
-            return Outcome(self._store(key, State.NOT_ACCEPTED, "lookup"), "miss")
-        if fetched.status != 200:
+    def _judged(self, key: _Key, finding: Finding) -> Outcome:
+        """The Outcome of a lookup's Finding: cached when definite, the throttle held on 429."""
+        if finding.denied is not None:
+            return Outcome(State.UNKNOWN, "miss", denied=finding.denied)
+        if finding.throttled:
+            wait = self._settings.retry_after_s if finding.retry_after is None else (
+                finding.retry_after
+            )  # fmt: skip
+            return self._failed(key, self._throttle.hold(key.partition("/")[0], wait))
+        if finding.state is State.UNKNOWN:
             return self._failed(key)
-        try:
-            listed = _lists_mca(body.parse(fetched.body))
-        except GateError:  # a repeated key: the answer cannot be trusted either way
-            return self._failed(key)
-        if listed is None:
-            return self._failed(key)
-        state = State.ACCEPTED if listed else State.NOT_ACCEPTED
-        return Outcome(self._store(key, state, "lookup"), "miss")
-
-    def _hold(self, key: _Key, fetched: Fetched) -> float:
-        """A 429: hold the partner's lookups for its Retry-After (or retry_after_s)."""
-        value = next((v for n, v in fetched.headers if n.lower() == b"retry-after"), None)
-        asked = retry_after_s(value.decode("latin-1") if value else None, self._wall())
-        wait = self._settings.retry_after_s if asked is None else asked
-        return self._throttle.hold(key.partition("/")[0], wait)
+        state = self._store(key, finding.state, finding.source)
+        if state is not finding.state:  # a confirmation landed meanwhile
+            return Outcome(state, "miss", source="confirmation")
+        source = finding.source if state is State.ACCEPTED else ""
+        return Outcome(state, "miss", source=source, why=finding.reason)
 
     def _failed(self, key: _Key, throttled: float = 0.0) -> Outcome:
         entry = self._cache.get(key)
@@ -328,15 +346,3 @@ class AcceptanceStore:
             return State.ACCEPTED  # a confirmation landed while this lookup was in flight
         self._cache.put(key, state, source, age_s)
         return state
-
-
-def _lists_mca(doc: Any) -> bool | None:
-    """Whether an agreements answer lists an MCA; None when it is not one."""
-    if not isinstance(doc, dict) or not isinstance(doc.get("items"), list):
-        return None
-    return any(
-        isinstance(item, dict)
-        and isinstance(kind := item.get("type", item.get("agreementtype")), str)
-        and kind.lower() == _MCA
-        for item in doc["items"]
-    )

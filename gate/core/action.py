@@ -15,13 +15,15 @@ matched a rule and the front door must read its body before ``decide``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from gate.core.classify import Transaction
 from gate.core.identity import Caller
 from gate.core.trace import Trace
 from gate.errors import GateError
-from gate.runtime import Runtime
+
+if TYPE_CHECKING:  # the runtime compiles gate.acceptance.lookup's rules, which forwards
+    from gate.runtime import Runtime
 
 __all__ = ["Action", "Answer", "Forward", "Gated", "Head", "answer_error"]
 

@@ -1,9 +1,12 @@
 """What a gated call's JSON body says, read the way the upstream would read it.
 
 Keys are compared case-insensitively (the .NET SDK sends PascalCase, the REST
-docs camelCase), so objects come back with lowercased keys. A key repeated
-at one level under any casing makes the body ambiguous: the gate and the
-upstream could each pick a different copy, so it is refused, never guessed.
+docs camelCase), so objects come back with folded keys (``fold``): lowercased,
+and folded the way an upstream that upper-cases (.NET ``OrdinalIgnoreCase``:
+``ı`` is ``I``, ``ſ`` is ``S``) or lower-cases (the Kelvin sign is ``k``)
+would compare them. A key repeated at one level under any such folding makes
+the body ambiguous: the gate and the upstream could each pick a different
+copy, so it is refused, never guessed.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from gate.errors import AmbiguousBody
 __all__ = [
     "NOT_JSON",
     "UNKNOWN_QUANTITY",
+    "fold",
     "is_cancel_only",
     "parse",
     "requested_quantity",
@@ -44,13 +48,26 @@ class _Duplicate(Exception):
         self.key = key
 
 
+def fold(key: str) -> str:
+    """A key as both kinds of case-insensitive upstream compare it, in one string.
+
+    Two keys that an upstream comparing upper-cased (.NET) or lower-cased
+    letters takes for one fold to the same string: ``quant\u0131ty`` and
+    ``QUANTITY`` are ``quantity``. ``İ`` is ``i`` by its simple lower-case
+    mapping (``str.lower`` would add a combining dot).
+    """
+    if key.isascii():
+        return key.lower()
+    return key.replace("\u0130", "i").lower().upper().lower()
+
+
 def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key, value in pairs:
-        lowered = key.lower()
-        if lowered in result:
-            raise _Duplicate(lowered)
-        result[lowered] = value
+        folded = key.lower() if key.isascii() else fold(key)  # the call only off the ASCII path
+        if folded in result:
+            raise _Duplicate(folded)
+        result[folded] = value
     return result
 
 
@@ -58,14 +75,15 @@ _DECODER = json.JSONDecoder(object_pairs_hook=_object)  # json.loads would build
 
 
 def parse(raw: bytes) -> Any:
-    """The decoded document with lowercased keys, NOT_JSON, or AmbiguousBody."""
+    """The decoded document with folded keys (``fold``), NOT_JSON, or AmbiguousBody."""
     if not raw.strip():
         return NOT_JSON
     try:
         return _DECODER.decode(raw.decode("utf-8-sig"))
     except _Duplicate as dup:
         raise AmbiguousBody(
-            "The JSON body repeats a key (keys are compared case-insensitively), "
+            "The JSON body repeats a key (keys are compared case-insensitively, "
+            "folded as upper-casing and lower-casing upstreams fold them), "
             "so the gate and the upstream could read different values.",
             [{"key": dup.key}],
         ) from None

@@ -14,10 +14,12 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
+from urllib.parse import quote, unquote
 
 from yarl import URL
 
 from gate.config import Rule
+from gate.core.body import fold
 from gate.errors import AmbiguousMethod, AmbiguousPath
 
 __all__ = [
@@ -26,6 +28,7 @@ __all__ = [
     "RuleTable",
     "Transaction",
     "classify",
+    "liberal_readings",
     "normalize",
     "split_target",
 ]
@@ -124,9 +127,12 @@ def _decode_unreserved(path: str) -> str:
 def split_target(target: str) -> tuple[str, str]:
     """The path, and the query with its '?' byte for byte, of an origin- or absolute-form target."""
     if not target.startswith("/") and target[:8].lower().startswith(("http://", "https://")):
-        absolute = URL(target, encoded=True)
-        query = absolute.raw_query_string
-        return absolute.raw_path, f"?{query}" if query else ""
+        try:
+            absolute = URL(target, encoded=True)
+            path, query = absolute.raw_path, absolute.raw_query_string
+        except (ValueError, IndexError, TypeError):  # yarl on a malformed authority
+            raise AmbiguousPath("The gate cannot read the request target.", []) from None
+        return path, f"?{query}" if query else ""
     path, mark, query = target.partition("?")
     return path, mark + query
 
@@ -169,70 +175,120 @@ def _override(overrides: Sequence[Override]) -> str:
 def classify(
     table: RuleTable, method: str, path: str, overrides: Sequence[Override] = ()
 ) -> Transaction | None:
-    """The transaction a normalised path and method make, or None (pass-through)."""
+    """The transaction a normalised path and method make, or None (pass-through).
+
+    A path that a liberal upstream could read as another call (see
+    ``liberal_readings``) must classify as that call, or it is refused.
+    """
     if method not in table.methods:
         method = method.upper()
         if method not in table.methods and not overrides:
             return None
     lowered = path.lower()
+    found = _classify(table, method, lowered, overrides)
+    if ";" in lowered or "%" in lowered or _trimmed(lowered) or not lowered.isascii():
+        readings = liberal_readings(lowered)
+        if not path.isascii():  # raw bytes (the front door reads them as latin-1) read as UTF-8
+            readings |= liberal_readings(_escaped(path).lower())
+        for reading in readings:
+            if reading != lowered:
+                theirs = _classify(table, method, reading, overrides)
+                if theirs is not None and theirs != found:
+                    raise AmbiguousPath(
+                        "A liberal upstream (IIS, .NET, Java) could read this path as a gated "
+                        "call: a ';' parameter, a segment ending in '.' or a blank, an encoded "
+                        "blank or a letter that case-folds to ASCII. Send the plain path.",
+                        [{"readAs": theirs.rule}],
+                    )
+    return found
+
+
+def _classify(
+    table: RuleTable, method: str, lowered: str, overrides: Sequence[Override]
+) -> Transaction | None:
+    """The plain reading: a lowercased normalised path against the rules, nothing dropped."""
     segments = lowered.strip("/").split("/")
     if not overrides:  # the usual call: only this method's rules can match
         hit = table.match_method(method, segments)
-        if hit is None:
-            if table.match(segments):  # another method's gated path: not a look-alike
-                return None
-            return _classify_lookalike(table, method, lowered, overrides)
-        return _transaction(*hit)
+        return None if hit is None else _transaction(*hit)
     found = table.match(segments)
     if not found:
-        return _classify_lookalike(table, method, lowered, overrides)
-    if overrides:
-        wanted = _override(overrides)
-        if wanted != method and (method in found or wanted in found):
-            # The gate forwards the method it was sent; an upstream that honours the
-            # override would run another one, which then was never checked (or the
-            # reverse). Refuse rather than guess which method the upstream obeys.
-            raise AmbiguousMethod(
-                "A method-override header on a gated path names another method than "
-                "the request's own; send the call with its real method.",
-                [{"headers": list(METHOD_OVERRIDE_HEADERS)}],
-            )
+        return None
+    wanted = _override(overrides)
+    if wanted != method and (method in found or wanted in found):
+        # The gate forwards the method it was sent; an upstream that honours the
+        # override would run another one, which then was never checked (or the
+        # reverse). Refuse rather than guess which method the upstream obeys.
+        raise AmbiguousMethod(
+            "A method-override header on a gated path names another method than "
+            "the request's own; send the call with its real method.",
+            [{"headers": list(METHOD_OVERRIDE_HEADERS)}],
+        )
     if method not in found:
         return None
     return _transaction(*found[method])
 
 
 def _transaction(rule: Rule, customer: str) -> Transaction:
-    if ";" in customer or customer.endswith(_TRIM_ENDS):
-        raise AmbiguousPath(
-            "A gated path carries a ';' parameter or a segment ending in '.' or a blank.", []
-        )
     return Transaction(rule.transaction, rule.name, rule.when, customer)
 
 
-_TRIMMED = re.compile(r"(?:\.|%20|%09)+(?=/|$)")  # trailing dots and blanks of a segment
+_BLANKS = "".join(map(chr, range(0x21)))  # what Java's trim() drops: every char up to U+0020
+_TRAILING = _BLANKS + "."  # IIS and .NET also drop a segment's trailing dots
 _TRIM_ENDS = (".", "%20", "%09")
 
 
 def _trimmed(path: str) -> bool:
-    """``_TRIMMED.search(path)``, without the regex: some segment ends in '.' or a blank."""
+    """Some segment ends in '.' or an encoded blank (a cheap test before the full reading)."""
     return path.endswith(_TRIM_ENDS) or "./" in path or "%20/" in path or "%09/" in path
 
 
-def _classify_lookalike(
-    table: RuleTable, method: str, lowered: str, overrides: Sequence[Override]
-) -> Transaction | None:
-    """Refuse a path that some upstream stack would read as a gated one.
+def _fold(text: str) -> str:
+    """A path segment with its letters folded as upper- and lower-casing upstreams compare them.
 
-    ASP.NET and IIS trim trailing dots and spaces from segments, Java stacks
-    drop ';params': ``/orders.`` or ``/orders;x`` must not pass as ungated.
+    ``body.fold`` (``ı`` is ``I``, ``ſ`` is ``S``, the Kelvin sign is ``k``), and
+    the ``i`` plus combining dot that ``str.lower`` made of an ``İ`` is ``i``.
     """
-    if ";" not in lowered and not _trimmed(lowered):
-        return None
-    stripped = "/".join(segment.partition(";")[0] for segment in lowered.split("/"))
-    stripped = _TRIMMED.sub("", stripped)
-    if stripped != lowered and classify(table, method, normalize(stripped or "/"), overrides):
-        raise AmbiguousPath(
-            "A gated path carries a ';' parameter or a segment ending in '.' or a blank.", []
-        )
-    return None
+    return text.lower() if text.isascii() else fold(text.replace("i\u0307", "i"))
+
+
+def _escaped(path: str) -> str:
+    """Non-ASCII characters percent-encoded: their byte when they are one (latin-1), else UTF-8."""
+    return "".join(
+        char if char.isascii() else quote(char, encoding="latin-1" if char <= "\xff" else "utf-8")
+        for char in path
+    )
+
+
+def _resolve(segments: Sequence[str], trim: int) -> str:
+    """Dot segments resolved after trimming: 0 none, 1 dots first, 2 trailing dots/blanks first."""
+    kept: list[str] = []
+    for segment in segments:
+        bare = segment.strip(_BLANKS) if trim == 1 else segment
+        if trim < 2 and bare in (".", ".."):
+            if bare == ".." and kept:
+                kept.pop()
+            continue
+        if trim:
+            segment = segment.rstrip(_TRAILING).lstrip(_BLANKS)
+        if segment:
+            kept.append(segment)
+    return "/" + "/".join(kept)
+
+
+def liberal_readings(lowered: str) -> set[str]:
+    """Every path a liberal upstream could make of a lowercased normalised path.
+
+    Such an upstream percent-decodes, drops ``;params`` from each segment
+    (Java) or not (IIS), drops trailing dots and blanks of a segment (IIS,
+    .NET) before or after resolving dot segments, or not at all, and folds
+    case both ways (``_fold``). Each combination is one reading.
+    """
+    readings: set[str] = set()
+    for cut in (True, False):
+        segments = [
+            _fold(unquote(segment.partition(";")[0] if cut else segment))
+            for segment in lowered.split("/")
+        ]
+        readings.update(_resolve(segments, trim) for trim in (0, 1, 2))
+    return readings

@@ -24,10 +24,18 @@ from pydantic import (
 )
 from pydantic import StrictStr as _StrictStr
 
-__all__ = ["MCA_TEMPLATE_ID", "MCA_TYPE", "problems"]
+__all__ = [
+    "CUSTOMER_AGREEMENT_TEMPLATE_ID",
+    "MCA_TEMPLATE_ID",
+    "MCA_TYPE",
+    "attestation_id",
+    "problems",
+]
 
-MCA_TYPE = "MicrosoftCloudAgreement"
+MCA_TYPE = "MicrosoftCloudAgreement"  # the seed's name for the Cloud Agreement (absent: this)
 MCA_TEMPLATE_ID = "998b88de-aa99-4388-a42c-1b3517d49490"
+CUSTOMER_AGREEMENT_TEMPLATE_ID = "117a77b0-9360-443b-8795-c6dedc750cf9"
+_TYPES = ("MicrosoftCloudAgreement", "MicrosoftCustomerAgreement")
 _GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I)
 _PHONE = re.compile(r"[0-9+()\-. /x]{3,40}", re.I)
 _CLOCK_SKEW = timedelta(minutes=5)  # the caller's clock may run a little ahead of ours
@@ -99,8 +107,8 @@ def _template(value: str) -> str:
 
 
 def _mca(value: str) -> str:
-    if value.lower() != MCA_TYPE.lower():
-        raise ValueError(f"must be {MCA_TYPE}")
+    if value.lower() not in (kind.lower() for kind in _TYPES):
+        raise ValueError(f"must be {' or '.join(_TYPES)}")
     return value
 
 
@@ -135,10 +143,25 @@ def _message(kind: str, text: str) -> str:
     return text.removeprefix("Value error, ")
 
 
+def attestation_id(doc: Any) -> str | None:
+    """The attestation a confirmation names (the 2025-26 flow), or None when it names none."""
+    value = doc.get("attestationid") if isinstance(doc, dict) else None
+    return value if isinstance(value, str) and value.strip() else None
+
+
 def problems(doc: Any, now: datetime) -> list[dict[str, str]]:
-    """Each way the payload breaks R6, as ``{"field", "message"}``; empty when valid."""
+    """Each way the payload breaks R6, as ``{"field", "message"}``; empty when valid.
+
+    A confirmation naming an attestation (a non-empty string ``attestationId``)
+    needs nothing else here: the attestation holds the rest, and the upstream
+    decides about it.
+    """
     if not isinstance(doc, dict):
         return [{"field": "(body)", "message": "must be a JSON object"}]
+    if attestation_id(doc) is not None:
+        return []
+    if "attestationid" in doc:
+        return [{"field": "attestationId", "message": "must be a non-empty string"}]
     try:
         _Confirmation.model_validate(doc, context={"now": now})
     except ValidationError as exc:

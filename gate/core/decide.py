@@ -14,16 +14,19 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from gate.acceptance import AcceptanceStore
 from gate.acceptance.store import Outcome
-from gate.core import body
+from gate.config import EDIT_FIELDS
+from gate.core import body, edits
 from gate.core.action import Action, Answer, Forward, Gated, Head, answer_error
 from gate.core.classify import METHOD_OVERRIDE_HEADERS, classify, normalize, split_target
+from gate.core.confirmation import attestation_id
 from gate.core.identity import Caller, partner_from_header, partner_from_token
 from gate.core.policy import Reason, State, Verdict
-from gate.core.record import check
+from gate.core.record import check, counts
 from gate.core.refusal import refusal
 from gate.core.trace import Trace
 from gate.errors import AmbiguousBody, AmbiguousMethod, GateError, PartnerUnknown
@@ -124,7 +127,7 @@ class Decider:
             pending = step._replace(outcome=outcome)
             if self._must_compare_seats(gated, outcome):
                 return pending
-            return self._conclude(pending, changes_seats=True)
+            return self._conclude(pending, _named_kind(gated, step.doc))
         except GateError as error:
             return answer_error(error, gated.trace)
 
@@ -133,13 +136,17 @@ class Decider:
         gated, caller = pending.gated, pending.caller
         try:
             outcome = pending.outcome or await self._store.lookup(
-                caller.partner, caller.customer, pending.authorization, gated.trace.correlation
+                caller.partner,
+                caller.customer,
+                pending.authorization,
+                gated.trace.correlation,
+                gated.runtime.lookup_rules,
             )
             pending = pending._replace(outcome=outcome)
-            changes = not self._must_compare_seats(gated, outcome) or await self._changes_seats(
-                gated.target, pending.authorization, pending.doc
-            )
-            return self._conclude(pending, changes_seats=changes)
+            if not self._must_compare_seats(gated, outcome):
+                return self._conclude(pending, _named_kind(gated, pending.doc))
+            kind = await self._changed_kind(gated, pending.authorization, pending.doc)
+            return self._conclude(pending, kind)
         except GateError as error:
             return answer_error(error, gated.trace)
 
@@ -158,7 +165,7 @@ class Decider:
             trace.verdict, trace.reason = exempt.verdict, exempt.reason
             return Forward(target, Verdict.EXEMPT, raw, trace=trace)
         doc = body.parse(raw)
-        trace.facts = _facts(transaction.when, doc)
+        trace.facts = _facts(runtime, transaction.when, doc)
         if not _gated_by_body(runtime, transaction.when, doc):  # not gated: no identity (R2)
             trace.gated = False
             return Forward(target, body=raw, trace=trace)
@@ -168,6 +175,10 @@ class Decider:
         if transaction.kind == "confirmation":
             check(doc)
             trace.verdict, trace.reason = Verdict.ALLOWED, Reason.CONFIRMATION
+            trace.facts = "attestation" if attestation_id(doc) is not None else None
+            if not counts(doc, runtime.lookup_rules, datetime.now(UTC)):
+                trace.facts = "not_counted"  # forwarded, but it does not confirm under R4
+                return Forward(target, Verdict.ALLOWED, raw, trace=trace)
             return Forward(target, Verdict.ALLOWED, raw, record=caller, trace=trace)
         trace.resellers = caller.resellers
         return Pending(gated, caller, doc, raw, _first(head.getall("authorization")))
@@ -182,16 +193,28 @@ class Decider:
             and gated.runtime.seat_changes_only
         )
 
-    def _conclude(self, pending: Pending, *, changes_seats: bool) -> Action:
-        """The Action once the store answered (and the seat count, when it mattered)."""
+    def _conclude(self, pending: Pending, kind: str | None) -> Action:
+        """The Action once the store answered (and the subscription, when it mattered).
+
+        ``kind``: the transaction kind the call turned out to be; None when a
+        subscription edit changes none of the gated fields (not gated after all).
+        """
         gated, caller, outcome = pending.gated, pending.caller, pending.outcome
         assert outcome is not None
         runtime, trace, target = gated.runtime, gated.trace, gated.target
         trace.cache = outcome.cache
         trace.acceptance = "denied" if outcome.denied is not None else outcome.state
-        if not changes_seats:  # the edit changes no seats: not a gated call after all
-            trace.facts, trace.gated = "same_quantity", False
+        if outcome.source:
+            trace.source = outcome.source
+        if kind is None:  # the edit changes no gated field: not a gated call after all
+            trace.gated = False
+            trace.facts = "same_quantity" if trace.facts in ("quantity", None) else (
+                f"same_{trace.facts}"
+            )  # fmt: skip
             return Forward(target, body=pending.raw, trace=trace)
+        if kind != gated.transaction.kind:  # a term change, or a seat change by its fields
+            gated = gated._replace(transaction=gated.transaction._replace(kind=kind))
+            trace.transaction = gated.transaction
         state = State.NOT_ACCEPTED if outcome.denied is not None else outcome.state
         decision = runtime.policy.decide(caller.partner, caller.customer, state, time.time())
         if outcome.denied is not None and decision.verdict is Verdict.BLOCKED:
@@ -203,18 +226,19 @@ class Decider:
             )
         trace.verdict, trace.reason = decision.verdict, decision.reason
         if decision.verdict is Verdict.BLOCKED:
-            refused = refusal(runtime, decision, gated.transaction, caller, outcome.retry_after)
+            refused = refusal(
+                runtime, decision, gated.transaction, caller, outcome.retry_after, outcome.why
+            )
             return answer_error(refused, trace)
         return Forward(target, decision.verdict, pending.raw, trace=trace)
 
-    async def _changes_seats(self, target: str, authorization: str, doc: Any) -> bool:
-        """Whether a subscription edit asks for another seat count than the current one."""
-        wanted = body.requested_quantity(doc)
-        if not isinstance(wanted, int):
-            return True
-        current = await self._read_subscription(target.partition("?")[0], authorization)
-        have = body.requested_quantity(current)
-        return not isinstance(have, int) or have != wanted  # unreadable: a seat change
+    async def _changed_kind(self, gated: Gated, authorization: str, doc: Any) -> str | None:
+        """What a subscription edit changes against the current one: its kind, None if nothing."""
+        fields = gated.runtime.edit_fields or ()
+        if not isinstance(doc, dict):
+            return "seat_change"  # not JSON: treated as a seat change (§1.1)
+        current = await self._read_subscription(gated.target.partition("?")[0], authorization)
+        return edits.kind_of(edits.changed(doc, current, fields))
 
     def _partner(self, runtime: Runtime, head: Head) -> str | None:
         if runtime.partner_header:
@@ -256,11 +280,17 @@ def _check_transfer_coding(codings: Any) -> None:
         )
 
 
-def _facts(when: str, doc: Any) -> str | None:
-    """The body facts a rule's ``when`` turned on, for the log (and ``gate replay``)."""
+def _facts(runtime: Runtime, when: str, doc: Any) -> str | None:
+    """The body facts a rule's ``when`` turned on, for the log (and ``gate replay``).
+
+    Subscription edits: ``quantity``/``no_quantity`` under ``seat_changes`` (as
+    ever), else ``fields:`` and every edit field the body names.
+    """
     if when == "adds_line_items":
         return "cancel_only" if body.is_cancel_only(doc) else "adds_line_items"
     if when == "changes_quantity":
+        if runtime.edit_fields not in (None, ("quantity",)):
+            return edits.facts(doc, EDIT_FIELDS)
         return "no_quantity" if body.requested_quantity(doc) is None else "quantity"
     return None
 
@@ -268,6 +298,14 @@ def _facts(when: str, doc: Any) -> str | None:
 def _gated_by_body(runtime: Runtime, when: str, doc: Any) -> bool:
     if when == "adds_line_items":
         return not body.is_cancel_only(doc)
-    if when == "changes_quantity" and runtime.seat_changes_only:
-        return body.requested_quantity(doc) is not None
+    if when == "changes_quantity" and runtime.edit_fields is not None:
+        return bool(edits.named(doc, runtime.edit_fields))
     return True
+
+
+def _named_kind(gated: Gated, doc: Any) -> str:
+    """A subscription edit's kind by the fields it names (no comparison made); else the rule's."""
+    fields = gated.runtime.edit_fields
+    if gated.transaction.when != "changes_quantity" or fields is None:
+        return gated.transaction.kind
+    return edits.kind_of(edits.named(doc, fields)) or gated.transaction.kind

@@ -10,10 +10,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from gate.acceptance.lookup import LookupRules, parse_date
 from gate.core import body, confirmation
 from gate.errors import GateError, InvalidAcceptance
 
-__all__ = ["check", "proves_acceptance"]
+__all__ = ["check", "counts", "proves_acceptance"]
 
 _ALREADY_CONFIRMED = 600061
 
@@ -26,6 +27,22 @@ def check(doc: Any) -> None:
             "The acceptance confirmation is incomplete or malformed; it was not forwarded.",
             problems,
         )
+
+
+def counts(doc: Any, rules: LookupRules, now: datetime) -> bool:
+    """Whether what a (valid) confirmation confirms counts under R4, so it may be recorded.
+
+    An attestation's agreement is a Customer Agreement dated the day it is
+    made; otherwise ``type`` (absent: the Cloud Agreement) and ``dateAgreed``.
+    """
+    if confirmation.attestation_id(doc) is not None:
+        kind, agreed = "microsoftcustomeragreement", now
+    else:
+        kind = str(doc.get("type") or confirmation.MCA_TYPE).lower()
+        agreed = parse_date(doc.get("dateagreed")) or now
+    if kind not in rules.types:
+        return False
+    return rules.accepted_since is None or agreed >= rules.accepted_since
 
 
 def proves_acceptance(status: int, answer: bytes | None) -> bool:

@@ -34,6 +34,7 @@ class Trace:
     reason: str = ""
     cache: str = "none"
     acceptance: str | None = None  # the state the store answered; None when nobody asked
+    source: str | None = None  # what confirmed: agreement | direct | confirmation
     facts: str | None = None  # what the body said that the rule's `when` depends on
     gated: bool = True  # False once the body shows the call is not gated after all
     recorded: bool = False  # a confirmation whose answer proved acceptance was recorded
@@ -72,6 +73,7 @@ def finish(trace: Trace, status: int, error: str | None, metrics: Metrics, lines
             "reason": trace.reason,
             "cache": trace.cache,
             "acceptance": trace.acceptance,
+            "source": trace.source,
             "body": trace.facts,
             "status": status,
             "error": error,

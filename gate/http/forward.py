@@ -143,6 +143,7 @@ def _answered(
     head_ready: asyncio.Future[UpstreamResponse],
 ) -> None:
     """The answer's head arrived for a call ``forward_now`` sent (or the exchange failed)."""
+    held: UpstreamResponse | None = None  # an answer whose slot and count are still ours
     try:
         try:
             upstream = head_ready.result()
@@ -156,12 +157,15 @@ def _answered(
                 return
             _settled(cycle, _refuse(cycle, _translated(exc, metrics), action.decision), settle)
             return
-        metrics.upstream_duration.observe(time.perf_counter() - started)
+        held = upstream
         upstream.on_release = pool.give_back
+        metrics.upstream_duration.observe(time.perf_counter() - started)
         status = upstream.status
         whole = upstream.whole() if status >= 200 and status not in _NO_BODY else None
         if whole is None or cycle.method == "HEAD":
-            cycle.conn.run(cycle, _relay_and_release(cycle, upstream, action, metrics, settle))
+            relay = _relay_and_release(cycle, upstream, action, metrics, settle)
+            held = None  # the relay releases them now
+            cycle.conn.run(cycle, relay)
             return
         block = upstream.relayed
         if action.decision is not None:
@@ -169,10 +173,15 @@ def _answered(
         if settle is not None:  # recorded and logged before the caller hears (confirmations)
             settle(Relayed(status, body=whole))
         cycle.respond(status, upstream.reason_bytes, block, length=len(whole), body=whole)
-        upstream.release()
+        held = None
         metrics.in_flight -= 1
+        upstream.release()
         cycle.conn.finished(cycle)
     except Exception as exc:  # a bug: the connection must not be left hanging
+        if held is not None:  # after the head: its connection closed, its slot and count freed
+            metrics.in_flight -= 1
+            conn.close()
+            held.release()
         cycle.conn.fail(cycle, exc)
 
 
@@ -190,12 +199,22 @@ async def _relay_and_release(
     settle: Settle | None,
 ) -> None:
     relayed: Relayed | None = None
+    settled = False
+
+    def kept(status: int, whole: bytes) -> None:
+        """Settled before the caller hears, as ``_answered`` does (confirmations recorded)."""
+        nonlocal settled
+        settled = True
+        if settle is not None:
+            settle(Relayed(status, body=whole))
+
+    inspect = action.record is not None
     try:
-        relayed = await _relay(cycle, upstream, metrics, action.decision, action.record is not None)
+        relayed = await _relay(cycle, upstream, metrics, action.decision, inspect, kept)
     finally:
         upstream.release()
         metrics.in_flight -= 1
-        if settle is not None:  # also when the client left while its answer was on the way
+        if settle is not None and not settled:  # also when the client left mid-answer
             settle(relayed or Relayed(cycle.status if cycle.sent else 499))
 
 

@@ -317,8 +317,10 @@ class ProxyProtocol(asyncio.Protocol):
         self._upgraded = True  # parse nothing more from this connection
         # The kind and llhttp's own reason only: the request's bytes may hold a token.
         self.door.logger.info("request_refused", error=error.error_name, peer=self.peer.decode())
-        if self._parsing is not None:
-            self._parsing.body.fail(error)  # a broken body: its reader answers the error
+        if self._parsing is not None:  # a broken body: its request's one answer says so
+            self._parsing.close = True  # (its reader answers the error) and nothing follows it
+            self._parsing.body.fail(error)
+            return
         if self._queue:  # calls are waiting: they are answered first, then this refusal
             self._queue[-1].close = True
             self._refusal = error

@@ -183,6 +183,8 @@ class UpstreamPool:
             async with asyncio.timeout(self.connect_timeout):
                 await waiter  # a released slot is handed over to us
         except TimeoutError:
+            if waiter.done() and not waiter.cancelled():
+                return  # a slot was handed over in the same loop pass as the timeout: ours
             raise UpstreamClosed("every upstream connection is busy") from None
         except BaseException:
             if waiter.done() and not waiter.cancelled():

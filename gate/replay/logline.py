@@ -12,6 +12,7 @@ ids) may be absent or null; the ones that name the call and its outcome
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -61,6 +62,14 @@ def _known(doc: dict[str, Any], key: str, allowed: frozenset[str]) -> str | None
     return value if value in allowed else None
 
 
+_FIELD_FACTS = re.compile(r"(same_)?fields:[A-Za-z+]{0,120}")  # a gate listing edit fields
+
+
+def _facts(doc: dict[str, Any]) -> str | None:
+    value = _text(doc, "body")
+    return value if value in FACTS or (value and _FIELD_FACTS.fullmatch(value)) else None
+
+
 def _moment(text: str | None) -> float | None:
     if text is None:
         return None
@@ -102,7 +111,7 @@ def read_line(raw: bytes) -> LoggedCall | Skip:
         partner=(_text(doc, "partner") or "").lower() or None,
         customer=_text(doc, "customer"),
         acceptance=_known(doc, "acceptance", ACCEPTANCE_STATES),
-        facts=_known(doc, "body", FACTS),
+        facts=_facts(doc),
         timestamp=timestamp,
         at=at,
         correlation_id=_text(doc, "correlation_id"),

@@ -34,6 +34,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gate.core.classify import Transaction, classify
+from gate.core.edits import FACTS_PREFIX
 from gate.core.policy import Decision, State, Verdict
 from gate.errors import GateError
 from gate.replay.logline import LoggedCall
@@ -51,6 +52,7 @@ _POLICY_REASONS = frozenset(
      "rollout_observed", "confirmation", "upstream_denied", "client_gone"}
 )  # fmt: skip
 _LINE_ITEM_FACTS = {"cancel_only": True, "adds_line_items": False}
+_EDIT_KINDS = frozenset({"seat_change", "term_change"})
 _QUANTITY_FACTS = {"no_quantity": False, "quantity": True, "same_quantity": True}
 
 
@@ -131,8 +133,14 @@ def _gated_by_body(call: LoggedCall, runtime: Runtime, transaction: Transaction)
     if transaction.when == "adds_line_items":
         cancel_only = _LINE_ITEM_FACTS.get(call.facts or "")
         return None if cancel_only is None else not cancel_only
-    if transaction.when == "changes_quantity" and runtime.seat_changes_only:
-        return _QUANTITY_FACTS.get(call.facts or "")
+    if transaction.when == "changes_quantity" and runtime.edit_fields is not None:
+        facts = call.facts or ""
+        if facts.startswith(FACTS_PREFIX):  # a gate that listed fields logged every one named
+            named = set(facts.removeprefix(FACTS_PREFIX).split("+")) - {""}
+            return bool(named & set(runtime.edit_fields))
+        if runtime.edit_fields == ("quantity",):
+            return _QUANTITY_FACTS.get(facts)
+        return True if facts == "quantity" else None  # other fields were not logged
     return True
 
 
@@ -147,6 +155,8 @@ def _policy(
     call: LoggedCall, runtime: Runtime, transaction: Transaction, compared: bool
 ) -> Outcome:
     kind, policy = transaction.kind, runtime.policy
+    if transaction.when == "changes_quantity" and call.transaction in _EDIT_KINDS:
+        kind = call.transaction  # what the edit turned out to be: a seat or a term change
     partner, customer = call.partner or "", transaction.customer
     if call.acceptance is None:
         return Outcome(NEEDS_LOOKUP, "acceptance", kind)
@@ -160,7 +170,7 @@ def _policy(
     # that compared too says same_quantity when it was unchanged, quantity when not.
     compares = transaction.when == "changes_quantity" and runtime.seat_changes_only
     if compares and state is not State.ACCEPTED:
-        if call.facts == "same_quantity":
+        if (call.facts or "").startswith("same_"):  # same_quantity, same_fields:...
             return Outcome(NOT_GATED, "", kind)
         if not compared:
             return Outcome(NEEDS_LOOKUP, "quantity", kind)

@@ -19,7 +19,7 @@ from gate.replay.redecide import Outcome
 __all__ = ["EXAMPLES_PER_CELL", "Tally", "render_json", "render_text"]
 
 EXAMPLES_PER_CELL = 3
-_KINDS = ("new_purchase", "seat_change", "confirmation")
+_KINDS = ("new_purchase", "seat_change", "term_change", "confirmation")
 _DECISIONS = (
     "allowed", "would-block", "blocked", "exempt", "not-gated", "pass", "needs-lookup"
 )  # fmt: skip

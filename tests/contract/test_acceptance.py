@@ -84,13 +84,13 @@ async def test_cache_is_bounded_by_max_entries(start_gate: StartGate) -> None:
     assert _lookups(gate, CUSTOMER) == 2
 
 
-async def test_lookup_uses_the_callers_credentials_and_mca_query(gate: Gate) -> None:
-    """R4: a lookup carries the caller's Authorization and agreementType=MicrosoftCloudAgreement."""
+async def test_lookup_uses_the_callers_credentials_and_every_type(gate: Gate) -> None:
+    """R4: a lookup carries the caller's Authorization and agreementType=* (both types count)."""
     headers = {**auth(), "MS-CorrelationId": "corr-42"}
     await gate.client.post(orders_path(), json=order(), headers=headers)
     [lookup] = gate.upstream.sandbox.calls("GET", agreements_path())
     assert lookup.path == agreements_path()
-    assert lookup.query_string == "agreementType=MicrosoftCloudAgreement"
+    assert lookup.query_string == "agreementType=*"
     assert lookup.headers["Authorization"] == auth()["Authorization"]
     assert lookup.headers["MS-CorrelationId"] == "corr-42"
 

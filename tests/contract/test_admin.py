@@ -136,7 +136,7 @@ async def test_config_reloads_counter_is_exported_by_result(gate: Gate) -> None:
 
 
 async def test_inspect_a_pair_learned_by_lookup(gate: Gate) -> None:
-    """§5: GET /admin/acceptance/{partner}/{customer} shows a looked-up pair with RFC 3339 times."""
+    """§5: inspect shows a looked-up pair (source: the agreement) with RFC 3339 times."""
     gate.upstream.sandbox.accept(PARTNER_A, CUSTOMER)
     assert (await gate.client.post(orders_path(), json=order(), headers=auth())).status == 201
     response = await gate.admin.get(_inspect_path(PARTNER_A.upper(), CUSTOMER.upper()))
@@ -146,7 +146,7 @@ async def test_inspect_a_pair_learned_by_lookup(gate: Gate) -> None:
         "partner": PARTNER_A,
         "customer": CUSTOMER,
         "status": "accepted",
-        "source": "lookup",
+        "source": "agreement",
     }
     cached, expires = _rfc3339(body["cached_at"]), _rfc3339(body["expires_at"])
     assert expires - cached == timedelta(seconds=3600)  # positive_ttl_s
@@ -223,3 +223,11 @@ async def test_admin_token_leaves_metrics_and_health_open(start_gate: StartGate)
         assert (await gate.admin.get(path)).status == 200, path
     good = {"Authorization": "Bearer s3cret"}
     assert (await gate.admin.delete(_inspect_path(), headers=good)).status == 404
+
+
+async def test_inspect_shows_the_customers_own_acceptance_as_direct(gate: Gate) -> None:
+    """§1.2 and §5: a pair confirmed by the direct status is inspected with source direct."""
+    gate.upstream.sandbox.sign_directly(CUSTOMER)
+    assert (await gate.client.post(orders_path(), json=order(), headers=auth())).status == 201
+    body = await (await gate.admin.get(_inspect_path())).json()
+    assert (body["status"], body["source"]) == ("accepted", "direct")

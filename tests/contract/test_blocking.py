@@ -320,13 +320,18 @@ async def test_tenant_ids_compare_case_insensitively(gate: Gate) -> None:
             id="one-of-several",
         ),
         pytest.param([], "blocked", id="empty-list"),
-        pytest.param([{"type": "MicrosoftCustomerAgreement"}], "blocked", id="other-type"),
+        pytest.param(
+            [{"type": "MicrosoftCustomerAgreement", "dateAgreed": "2021-01-01T00:00:00Z"}],
+            "allowed",
+            id="customer-agreement",
+        ),
+        pytest.param([{"type": "MicrosoftPartnerAgreement"}], "blocked", id="other-type"),
     ],
 )
 async def test_lookup_answer_decides_acceptance(
     gate: Gate, items: list[dict[str, Any]], verdict: str
 ) -> None:
-    """R4: a 200 listing any MCA (any template, any date) confirms; no MCA item does not."""
+    """R4 defaults: either agreement type (any template, any date) confirms; other types do not."""
     gate.upstream.sandbox.agreements[(PARTNER_A, CUSTOMER)] = items
     response = await gate.client.post(orders_path(), json=order(), headers=auth())
     assert response.headers["X-Gate-Decision"] == verdict

@@ -46,7 +46,12 @@ def _forwarded(gate: Gate) -> list[tuple[str, str]]:
     return [
         (r.method, r.path)
         for r in gate.upstream.sandbox.received
-        if not (r.method == "GET" and r.path.lower().endswith("/agreements"))
+        if not (
+            r.method == "GET"
+            and r.path.lower().endswith(
+                ("/agreements", "/directsignedmicrosoftcustomeragreementstatus")
+            )
+        )
     ]
 
 

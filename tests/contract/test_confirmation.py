@@ -141,7 +141,7 @@ async def test_failed_confirmation_does_not_mark_accepted(gate: Gate, status: in
                      {"primaryContact.email"}, id="no-email"),
         pytest.param(confirmation(primaryContact=_contact(email="ada.lovelace@")),
                      {"primaryContact.email"}, id="bad-email"),
-        pytest.param(confirmation(type="MicrosoftCustomerAgreement"), {"type"}, id="wrong-type"),
+        pytest.param(confirmation(type="MicrosoftPartnerAgreement"), {"type"}, id="wrong-type"),
         pytest.param(_without(confirmation(), "templateId"), {"templateId"}, id="no-template"),
         pytest.param(confirmation(templateId="mca"), {"templateId"}, id="bad-template"),
         pytest.param(

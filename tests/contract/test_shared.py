@@ -133,7 +133,7 @@ async def test_a_drop_on_one_replica_is_applied_by_every_replica(
         await _until(in_redis)
         assert await _order(session, b) == (201, "allowed")
         assert _lookups(upstream) == 1  # B was answered by the shared tier
-        assert (await _inspect(session, b) or {})["source"] == "lookup"
+        assert (await _inspect(session, b) or {})["source"] == "agreement"
         url = f"{a.admin_url}/admin/acceptance/{PARTNER_A}/{CUSTOMER}"
         async with session.delete(url) as response:
             assert response.status == 204

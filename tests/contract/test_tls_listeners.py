@@ -177,7 +177,10 @@ async def test_hostile_calls_are_refused_over_tls_as_over_plain_http(
     assert (blocked.status, json.loads(blocked.body)["code"]) == (403, 13605)
     assert blocked.headers["X-Gate-Decision"] == "blocked"
     paths = [r.path for r in gate.upstream.sandbox.received]
-    assert paths == [f"/v1/customers/{CUSTOMER}/agreements"]  # the lookup, nothing forwarded
+    assert paths == [  # the lookups (agreements, then the direct status), nothing forwarded
+        f"/v1/customers/{CUSTOMER}/agreements",
+        f"/v1/customers/{CUSTOMER}/directSignedMicrosoftCustomerAgreementStatus",
+    ]
 
 
 async def test_reload_rotates_the_proxy_certificate_in_process(

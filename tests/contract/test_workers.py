@@ -9,6 +9,7 @@ import socket
 from pathlib import Path
 
 import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import Upstream
 from tests.contract.conftest import Served, ServeGate, free_port, serve_toml
@@ -150,3 +151,17 @@ async def test_a_worker_that_cannot_bind_stops_the_gate_with_its_reason(
     assert code != 0
     assert "cannot listen" in stderr
     assert "could not start" in stderr
+
+
+async def test_a_single_process_exports_worker_restarts_at_zero(serve_gate: ServeGate) -> None:
+    """§5: gate_worker_restarts_total exists (at 0) without workers too: no panel or alert rule
+    reads a series that is missing."""
+    served = await serve_gate()
+    _, text = await _admin(served, "GET", "/metrics")
+    samples = [
+        sample
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "gate_worker_restarts_total"
+    ]
+    assert [(sample.labels, sample.value) for sample in samples] == [({}, 0.0)]

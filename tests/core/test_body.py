@@ -10,6 +10,7 @@ import pytest
 from gate.core.body import (
     NOT_JSON,
     UNKNOWN_QUANTITY,
+    fold,
     is_cancel_only,
     parse,
     requested_quantity,
@@ -214,3 +215,62 @@ def test_resellers(value: Any, expected: tuple[str, ...]) -> None:
 def test_resellers_of_non_json() -> None:
     """R9: a body that is not JSON names no reseller."""
     assert resellers(NOT_JSON) == ()
+
+
+# -- keys folded as upper-casing (.NET) and lower-casing upstreams fold them (issue 28) --
+
+
+@pytest.mark.parametrize(
+    ("raw", "key"),
+    [
+        pytest.param('{"quantity": 10, "quant\u0131ty": 50}', "quantity", id="dotless-i"),
+        pytest.param('{"QUANT\u0130TY": 10, "quantity": 50}', "quantity", id="dotted-capital-i"),
+        pytest.param('{"status": "active", "\u017ftatus": "x"}', "status", id="long-s"),
+        pytest.param('{"kind": 1, "\u212aind": 2}', "kind", id="kelvin-sign"),
+        pytest.param('{"lineItems": [], "L\u0131neItems": [1]}', "lineitems", id="line-items"),
+        pytest.param('{"\u00df": 1, "\u1e9e": 2}', "ss", id="sharp-s-both-ways"),
+        pytest.param('{"\u03c3": 1, "\u03c2": 2}', "\u03c3", id="final-sigma"),
+    ],
+)
+def test_keys_that_fold_together_either_way_are_repeated(raw: str, key: str) -> None:
+    """§1.1/issue 28: keys one upstream or the other takes for one key are ambiguous."""
+    with pytest.raises(AmbiguousBody) as caught:
+        parse(raw.encode())
+    assert caught.value.data == [{"key": key}]
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        pytest.param('{"Quant\u0131ty": 5}', {"quantity": 5}, id="dotless-i-is-quantity"),
+        pytest.param('{"L\u0131neItems": []}', {"lineitems": []}, id="dotless-i-line-items"),
+        pytest.param('{"\u017ftatus": "x"}', {"status": "x"}, id="long-s-status"),
+        pytest.param('{"caf\u00e9": 1}', {"caf\u00e9": 1}, id="other-letters-kept"),
+    ],
+)
+def test_a_key_that_folds_to_a_known_key_is_that_key(raw: str, expected: Any) -> None:
+    """§1.1/issue 28: ``quant\u0131ty`` is ``Quantity`` to .NET, so it is the gate's quantity."""
+    assert parse(raw.encode()) == expected
+
+
+def _simple_upper(char: str) -> str:
+    upper = char.upper()
+    return upper if len(upper) == 1 else char
+
+
+def _simple_lower(char: str) -> str:
+    if char == "\u0130":  # the simple mapping; str.lower gives "i" and a combining dot
+        return "i"
+    lower = char.lower()
+    return lower if len(lower) == 1 else char
+
+
+@pytest.mark.parametrize("mapping", [_simple_upper, _simple_lower], ids=["upper", "lower"])
+def test_fold_joins_every_pair_one_upstream_joins(mapping: Any) -> None:
+    """Issue 28: BMP chars equal under a per-char upper- or lower-case mapping fold as one."""
+    classes: dict[str, set[str]] = {}
+    for point in range(0x10000):
+        if not 0xD800 <= point < 0xE000:
+            classes.setdefault(mapping(chr(point)), set()).add(chr(point))
+    split = {k: c for k, c in classes.items() if len({fold(char) for char in c}) > 1}
+    assert split == {}

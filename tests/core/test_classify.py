@@ -7,7 +7,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gate.config import DEFAULT_RULES, Rule, Settings
-from gate.core.classify import RuleTable, Transaction, classify, normalize
+from gate.core.classify import (
+    RuleTable,
+    Transaction,
+    classify,
+    liberal_readings,
+    normalize,
+    split_target,
+)
 from gate.errors import AmbiguousMethod, AmbiguousPath
 from tests.support import CUSTOMER
 
@@ -462,3 +469,134 @@ def test_a_broad_template_does_not_hide_another_methods_rule() -> None:
     assert deleted is not None and deleted.rule == "delete-anything"
     created = classify(table, "POST", normalize(f"{C}/orders"))
     assert created is not None and created.rule == "create-order"
+
+
+# -- what a liberal upstream makes of a path (issue 28) ------------------------
+
+# A last segment that IIS, .NET or Java drops: path parameters, dots, blanks,
+# their encodings and combinations; and a dot-dot that such a reading resolves.
+DROPPED_LAST = [
+    ";a", ";", ";a=1", "%20", "%09", "...", ".%20", "%20.", "%2e%2e%2e", ".;a", ";a.",
+    "%20%20", "%0a", "%0d%0a", ".%09", "x/..;a", "x/..%20", "x/..%09",
+    "x/%2e%2e;a", "%20;a",
+]  # fmt: skip
+# Literal-segment changes a liberal reading undoes: params, trailing dots/blanks, folding.
+ON_EACH_SEGMENT = [";a", ";", ".", "%20", "%09", ".%20", "..", ";x=1.", "%20;a"]
+
+
+@pytest.mark.parametrize(("method", "path"), GATED_CALLS)
+@pytest.mark.parametrize("extra", DROPPED_LAST)
+def test_a_droppable_last_segment_never_hides_a_gated_call(
+    method: str, path: str, extra: str
+) -> None:
+    """§2/issue 28: an extra segment a liberal upstream drops is refused, never ungated."""
+    with pytest.raises(AmbiguousPath):
+        classify(RULES, method, normalize(f"{path}/{extra}"))
+
+
+def _literal_variants(path: str) -> list[tuple[int, str]]:
+    """(segment index, path) with a droppable suffix on each literal (and the customer)."""
+    segments = path.strip("/").split("/")
+    found = []
+    for at, segment in enumerate(segments):
+        if segment.startswith(("sub-", "order-", "cart-")):
+            continue  # a placeholder keeps its suffix: the same call with another id
+        for suffix in ON_EACH_SEGMENT:
+            changed = [*segments[:at], segment + suffix, *segments[at + 1 :]]
+            found.append((at, "/" + "/".join(changed)))
+    return found
+
+
+@pytest.mark.parametrize(("method", "path"), GATED_CALLS)
+def test_a_droppable_suffix_on_any_segment_is_refused(method: str, path: str) -> None:
+    """§2/issue 28: ;params, trailing dots or blanks on any fixed segment are refused."""
+    for at, variant in _literal_variants(path):
+        with pytest.raises(AmbiguousPath):
+            classify(RULES, method, normalize(variant))
+        assert at >= 0
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        pytest.param("PATCH", f"{C}/subscr%C4%B1ptions/sub-1", id="dotless-i-encoded"),
+        pytest.param("PATCH", f"{C}/subscr\u0131ptions/sub-1", id="dotless-i-raw"),
+        pytest.param("PATCH", f"{C}/%C5%BFubscriptions/sub-1", id="long-s"),
+        pytest.param("PATCH", f"{C}/subscr%C4%B0ptions/sub-1", id="dotted-capital-i"),
+        pytest.param("PATCH", f"{C}/subscr\u0130ptions/sub-1", id="dotted-capital-i-raw"),
+        pytest.param("POST", f"{C}/carts/cart-1/chec%E2%84%AAout", id="kelvin-sign"),
+        pytest.param("POST", f"{C}/m%C4%B1grations/newcommerce", id="migrations-dotless-i"),
+        pytest.param("POST", f"/v1/cu%C5%BFtomers/{CUSTOMER}/orders", id="customers-long-s"),
+        pytest.param("POST", f"{C}/subscriptions/sub-1/convers%C4%B1ons", id="conversions"),
+    ],
+)
+def test_letters_that_fold_to_ascii_are_refused(method: str, path: str) -> None:
+    """§2/issue 28: ı, ſ, İ and the Kelvin sign are ASCII letters to .NET or Java: refused."""
+    with pytest.raises(AmbiguousPath):
+        classify(RULES, method, normalize(path))
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "expected"),
+    [
+        pytest.param("PATCH", f"{C}/orders/order-1;a", "add-order-line-items", id="order-param"),
+        pytest.param("PATCH", f"{C}/subscriptions/sub-1.", "subscription-edit", id="sub-dot"),
+        pytest.param("PATCH", f"{C}/subscriptions/s%20b", "subscription-edit", id="sub-blank"),
+        pytest.param("POST", f"{C}/orders/;a", None, id="post-refused-below"),
+        pytest.param("GET", f"{C}/orders/;a", None, id="read"),
+        pytest.param("GET", f"{C}/subscriptions/sub-1;a", None, id="read-sub"),
+        pytest.param("POST", f"{C}/orders.json", None, id="dot-inside"),
+        pytest.param("POST", f"{C}/caf%C3%A9", None, id="other-letters"),
+        pytest.param("POST", f"{C}/orderz%20", None, id="not-a-gated-name"),
+        pytest.param("DELETE", f"{C}/orders/order-1;a", None, id="delete"),
+    ],
+)
+def test_a_liberal_reading_that_is_the_same_call_or_ungated_passes(
+    method: str, path: str, expected: str | None
+) -> None:
+    """§2/issue 28: a suffix inside a placeholder is the same call; an ungated reading passes."""
+    try:
+        found = classify(RULES, method, normalize(path))
+    except AmbiguousPath:
+        assert expected is None and method == "POST"
+        return
+    assert (found.rule if found else None) == expected
+
+
+def test_another_methods_template_does_not_end_the_check() -> None:
+    """Issue 28: POST .../orders/;a fits PATCH .../orders/{order}, yet is refused, not passed."""
+    with pytest.raises(AmbiguousPath):
+        classify(RULES, "POST", normalize(f"{C}/orders/;a"))
+    with pytest.raises(AmbiguousPath):
+        classify(RULES, "POST", normalize(f"{C}/orders/;a"), [("X-HTTP-Method-Override", "POST")])
+
+
+@pytest.mark.parametrize(
+    ("lowered", "reading"),
+    [
+        pytest.param("/a/b;x", "/a/b", id="param-cut"),
+        pytest.param("/a/b;x", "/a/b;x", id="param-kept"),
+        pytest.param("/a/b.%20", "/a/b", id="trailing-dot-blank"),
+        pytest.param("/a/x/..;y", "/a", id="java-dot-dot"),
+        pytest.param("/a/...", "/a", id="iis-dots"),
+        pytest.param("/a/%c4%b1", "/a/i", id="dotless-i"),
+        pytest.param("/a/%e2%84%aa", "/a/k", id="kelvin"),
+    ],
+)
+def test_liberal_readings(lowered: str, reading: str) -> None:
+    """Issue 28: the readings include each way IIS, .NET and Java could take a path."""
+    assert reading in liberal_readings(lowered)
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        pytest.param("http://[/x", id="open-bracket"),
+        pytest.param("http://[s]@/", id="bracket-userinfo"),
+        pytest.param(f"http://[::1{C}/orders", id="unclosed-ipv6"),
+    ],
+)
+def test_an_unreadable_absolute_target_is_ambiguous(target: str) -> None:
+    """Issue 28: a target the gate cannot read is AmbiguousPath (400), never a crash."""
+    with pytest.raises(AmbiguousPath):
+        split_target(target)

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from gate.core import body
+from gate.core.confirmation import CUSTOMER_AGREEMENT_TEMPLATE_ID as CA_TEMPLATE_ID
 from gate.core.confirmation import MCA_TEMPLATE_ID, MCA_TYPE, problems
 from tests.support import (
     CONTACT_EMAIL,
@@ -65,6 +66,12 @@ PASCAL = {
         pytest.param(PASCAL, id="pascal-case-sdk"),
         pytest.param(without(confirmation(), "type"), id="type-defaults-to-mca"),
         pytest.param(confirmation(type="microsoftcloudagreement"), id="type-any-case"),
+        pytest.param(
+            confirmation(type="MicrosoftCustomerAgreement", templateId=CA_TEMPLATE_ID),
+            id="customer-agreement",
+        ),
+        pytest.param({"attestationId": "att-1"}, id="attestation-alone"),
+        pytest.param({"AttestationID": "att-1", "templateId": "x"}, id="attestation-any-casing"),
         pytest.param(confirmation(primaryContact=contact(phoneNumber=...)), id="no-phone"),
         pytest.param(confirmation(primaryContact=contact(phoneNumber=None)), id="null-phone"),
         pytest.param(confirmation(primaryContact=contact(phoneNumber="")), id="empty-phone"),
@@ -211,7 +218,9 @@ def test_missing_fields_are_named(doc: dict[str, Any], expected: list[str]) -> N
         pytest.param(confirmation(templateId="latest"), "templateId", id="template-not-guid"),
         pytest.param(confirmation(templateId=""), "templateId", id="template-empty"),
         pytest.param(confirmation(templateId=None), "templateId", id="template-null"),
-        pytest.param(confirmation(type="MicrosoftCustomerAgreement"), "type", id="other-type"),
+        pytest.param(confirmation(type="MicrosoftPartnerAgreement"), "type", id="other-type"),
+        pytest.param(confirmation(attestationId=""), "attestationId", id="attestation-empty"),
+        pytest.param(confirmation(AttestationId=7), "attestationId", id="attestation-number"),
         pytest.param(confirmation(type=""), "type", id="empty-type"),
         pytest.param(confirmation(type=1), "type", id="number-type"),
     ],

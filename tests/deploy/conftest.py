@@ -32,6 +32,8 @@ KUSTOMIZATIONS = {
     "base": DEPLOY / "kubernetes" / "base",
     "production": DEPLOY / "kubernetes" / "overlays" / "production",
     "tls": DEPLOY / "kubernetes" / "overlays" / "tls",  # the base with components/tls
+    "decision": DEPLOY / "kubernetes" / "overlays" / "decision",  # with components/decision
+    "shared": DEPLOY / "kubernetes" / "overlays" / "shared",  # with components/redis
 }
 RULES = DEPLOY / "prometheus" / "gate.rules.yaml"
 RULE_TESTS = DEPLOY / "prometheus" / "gate.rules.test.yaml"

@@ -1,21 +1,13 @@
-"""deploy/Dockerfile and the root .dockerignore: linted, true to the gate, built where possible."""
+"""deploy/Dockerfile and the root .dockerignore: linted and true to the gate (built: test_image)."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fnmatch
-import json
 import re
-import secrets
-import shutil
 import subprocess
-import sys
-import time
+from pathlib import Path
 
-import pytest
-
-from gate.config import Settings, parse_listen
 from tests.contract.conftest import ServeGate, free_port
 from tests.deploy.conftest import (
     DEPLOY,
@@ -27,6 +19,11 @@ from tests.deploy.conftest import (
     run,
     tool,
 )
+from tests.support import GATE_COMMAND
+
+
+def _dockerfile_source() -> str:
+    return (DEPLOY / "Dockerfile").read_text(encoding="utf-8")
 
 
 def _healthcheck() -> list[str]:
@@ -72,38 +69,52 @@ def test_image_is_multi_stage_slim_and_non_root() -> None:
     ), "the default config is copied to the path the command reads"
 
 
-def test_healthcheck_asks_the_admin_listener_of_the_image_config() -> None:
-    """HEALTHCHECK queries /healthz on the admin port that the image's own config sets."""
+def test_healthcheck_runs_gate_health_on_the_image_config() -> None:
+    """HEALTHCHECK runs `gate health` with the config the command serves: the effective admin
+    listener (GATE_ADMIN__LISTEN too) and its TLS, never a hard-coded URL."""
     command = _healthcheck()
-    assert command[:2] == ["python", "-c"], "slim images have no curl: the image's Python asks"
-    url = re.search(r"http://([\d.]+):(\d+)(/\w+)", command[2])
-    assert url is not None, command[2]
-    host, port = parse_listen(Settings().admin.listen)  # the image copies config/gate.toml
-    assert (url[1], int(url[2]), url[3]) == (host, port, "/healthz")
+    assert command == ["gate", "health", "--config", image_config_path()]
+    assert "http://" not in _dockerfile_source()
 
 
 async def test_healthcheck_command_passes_on_a_live_gate_and_fails_on_a_dead_one(
-    serve_gate: ServeGate,
+    serve_gate: ServeGate, tmp_path: Path
 ) -> None:
-    """The HEALTHCHECK one-liner, pointed at a running gate, exits 0; at a closed port, non-zero."""
+    """The HEALTHCHECK command (the installed gate), on a running gate's config, exits 0; on a
+    config whose admin port nobody serves, 1."""
     served = await serve_gate()
-    code = _healthcheck()[2]
-    live = code.replace("http://127.0.0.1:9090", served.admin_url)
-    dead = code.replace("http://127.0.0.1:9090", f"http://127.0.0.1:{free_port()}")
-    assert live != code
-    for source, expect_ok in ((live, True), (dead, False)):
+    dead = tmp_path / "dead.toml"
+    dead.write_text(f'[admin]\nlisten = "127.0.0.1:{free_port()}"\n')
+    command = _healthcheck()
+    assert command[0] == "gate"
+    for config, expect_ok in ((served.config, True), (dead, False)):
+        arguments = [*GATE_COMMAND, *command[1:-1], str(config)]
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", source,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-        )  # fmt: skip
-        try:
-            async with asyncio.timeout(30):
-                returncode = await process.wait()
-        finally:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
-        assert (returncode == 0) is expect_ok, source
+            *arguments, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        )
+        async with asyncio.timeout(30):
+            out, _ = await process.communicate()
+        assert (process.returncode == 0) is expect_ok, out
+
+
+def test_image_hygiene() -> None:
+    """No `# syntax=` line (an offline BuildKit build cannot fetch it); pip in the build obeys
+    constraints.txt (PIP_CONSTRAINT reaches the isolated build env: the backend is pinned); pip
+    and setuptools leave the runtime venv; OCI labels carry version, revision and source."""
+    source = _dockerfile_source()
+    assert "# syntax=" not in source
+    instructions = dockerfile()
+    build_env = next(args for name, args in instructions if name == "ENV" and "PIP_" in args)
+    assert "PIP_CONSTRAINT=/src/constraints.txt" in build_env.split()
+    assert any(name == "COPY" and "constraints.txt" in args.split()[:-1] and
+               args.split()[-1] in ("./", "/src/") for name, args in instructions)  # fmt: skip
+    install = next(args for name, args in instructions if name == "RUN" and "pip install" in args)
+    assert "pip uninstall --yes pip setuptools" in install
+    labels = next(args for name, args in instructions if name == "LABEL")
+    for key, arg in (("version", "VERSION"), ("revision", "REVISION"), ("source", "SOURCE")):
+        assert f'org.opencontainers.image.{key}="${{{arg}}}"' in labels
+        assert any(name == "ARG" and args.startswith(f"{arg}=") for name, args in instructions)
+    assert "sha256:" in source or "digest" in source, "pin the base by digest, or say why not"
 
 
 def test_dockerignore_sends_exactly_what_the_dockerfile_copies() -> None:
@@ -124,50 +135,3 @@ def test_dockerignore_sends_exactly_what_the_dockerfile_copies() -> None:
             f"COPY {source} is excluded by .dockerignore"
         )
     assert "tests" not in allowed and ".venv" not in allowed
-
-
-def _docker_usable() -> str | None:
-    docker = shutil.which("docker")
-    if docker is None:
-        return None
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        if run(docker, "info").returncode == 0:
-            return docker
-    return None
-
-
-@pytest.mark.timeout(900)
-def test_image_builds_runs_read_only_and_stops_on_sigterm() -> None:
-    """With a Docker engine: build, run read-only without capabilities, healthy, clean stop."""
-    docker = _docker_usable()
-    if docker is None:
-        pytest.skip("no usable Docker engine (`docker info` fails): the image is not built here")
-    tag = f"gate-test:{secrets.token_hex(4)}"
-    build = subprocess.run(
-        [docker, "build", "-f", str(DEPLOY / "Dockerfile"), "-t", tag, str(ROOT)],
-        capture_output=True, text=True, timeout=800, check=False,
-    )  # fmt: skip
-    assert build.returncode == 0, build.stderr[-4000:]
-    container = ""
-    try:
-        started = run(docker, "run", "-d", "--read-only", "--cap-drop", "ALL",
-                      "--security-opt", "no-new-privileges", tag)  # fmt: skip
-        assert started.returncode == 0, started.stderr
-        container = started.stdout.strip()
-        for _ in range(120):  # bounded: the healthcheck's start period plus a few intervals
-            state = json.loads(run(docker, "inspect", "-f", "{{json .State}}", container).stdout)
-            if state.get("Health", {}).get("Status") == "healthy" or not state["Running"]:
-                break
-            time.sleep(1)
-        assert state["Running"] and state["Health"]["Status"] == "healthy", state
-        ids = "import os; print(os.getuid(), os.getgid())"
-        user = run(docker, "exec", container, "python", "-c", ids)
-        assert user.stdout.split() == [str(image_user())] * 2
-        stopped = run(docker, "stop", "--time", "40", container)
-        assert stopped.returncode == 0, stopped.stderr
-        exit_code = run(docker, "inspect", "-f", "{{.State.ExitCode}}", container).stdout
-        assert exit_code.strip() == "0", "SIGTERM reaches the gate, which drains and exits 0"
-    finally:
-        if container:
-            run(docker, "rm", "-f", container)
-        run(docker, "rmi", "-f", tag)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -374,3 +375,36 @@ async def test_silence_after_an_early_answer_still_times_out(raw_server: StartRa
     with pytest.raises(TimeoutError):
         await response.read(1000)
     response.release()
+
+
+async def test_a_slot_handed_over_as_the_wait_times_out_is_not_lost(raw_server: StartRaw) -> None:
+    """A release and a waiter's timeout in one loop pass: the pool keeps its capacity.
+
+    Each round holds the one slot, queues a second call and releases the first
+    exactly when the second's wait runs out (both timers fire in the same pass,
+    the release first). Whether the waiter takes the slot or gives up, a third
+    call must still get one: a slot handed to a waiter that then raised was
+    lost for good, and with limit=1 every later call failed.
+    """
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await server.read_request(reader)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await writer.drain()
+
+    server, url = await raw_server(script)
+    wait_s = 0.02
+    upstream = UpstreamPool(url, limit=1, connect_timeout=wait_s, read_timeout=2.0)
+    loop = asyncio.get_running_loop()
+    for _ in range(40):
+        held = await upstream.request("GET", "/", b"")
+        deadline = loop.time() + wait_s  # the waiter's own deadline is a few µs later
+        waiting = asyncio.ensure_future(upstream.request("GET", "/", b""))
+        loop.call_at(deadline, held.release)
+        with contextlib.suppress(UpstreamClosed):  # giving up in time is fine, slot returned
+            (await waiting).release()
+        again = await upstream.request("GET", "/", b"")  # the pool still has its one slot
+        assert again.status == 200
+        again.release()
+    upstream.close()

@@ -147,3 +147,29 @@ def test_as_logged() -> None:
     """§4: the old side, without --against, is the logged decision; not_gated has none."""
     assert as_logged(call()).decision == "blocked"
     assert as_logged(call(event="not_gated", decision=None)).decision == NOT_GATED
+
+
+EDITS_2026 = {"policy": {"subscription_edits": ["quantity", "termDuration", "billingCycle"]}}
+
+
+@pytest.mark.parametrize(
+    ("logged", "config", "expected"),
+    [
+        pytest.param({**SUB, "transaction": "term_change", "body": "fields:termDuration"},
+                     EDITS_2026, ("blocked", "not_accepted", "term_change"),
+                     id="term-change-kept"),
+        pytest.param({**SUB, "transaction": "term_change", "body": "fields:termDuration"},
+                     {}, (NOT_GATED, "", "seat_change"), id="term-change-under-defaults"),
+        pytest.param({**SUB, "body": "fields:billingCycle"},
+                     {"policy": {"subscription_edits": ["quantity"]}},
+                     (NOT_GATED, "", "seat_change"), id="field-not-listed"),
+        pytest.param({**SUB, "body": "no_quantity"}, EDITS_2026,
+                     (NEEDS_LOOKUP, "body", "seat_change"), id="old-line-lacks-fields"),
+    ],
+)  # fmt: skip
+def test_subscription_edit_fields(
+    logged: dict[str, Any], config: dict[str, Any], expected: tuple[str, str, str]
+) -> None:
+    """§1.2 and §4: replay knows term_change and re-reads logged edit fields under a new list."""
+    outcome = redecide(call(**logged), compile_settings(Settings(**config)))
+    assert (outcome.decision, outcome.reason, outcome.transaction) == expected
