@@ -13,6 +13,7 @@ import time
 from typing import Any, TextIO
 
 import structlog
+from mypy_extensions import mypyc_attr
 from structlog.typing import FilteringBoundLogger, Processor
 
 __all__ = ["HotLines", "make_logger", "redact_library_logs"]
@@ -74,6 +75,7 @@ class HotLines:
         self._stream.write(json.dumps(fields) + "\n")
 
 
+@mypyc_attr(native_class=False)  # a Handler has a __dict__ and weak references: a plain class
 class _Redacted(logging.Handler):
     """Re-logs a library record as its kind alone: aiohttp's own messages quote raw bytes.
 

@@ -213,7 +213,8 @@ class Decider:
             )  # fmt: skip
             return Forward(target, body=pending.raw, trace=trace)
         if kind != gated.transaction.kind:  # a term change, or a seat change by its fields
-            gated = gated._replace(transaction=gated.transaction._replace(kind=kind))
+            transaction = gated.transaction._replace(kind=kind)
+            gated = Gated(runtime, transaction, target, trace, gated.exemptable)
             trace.transaction = gated.transaction
         state = State.NOT_ACCEPTED if outcome.denied is not None else outcome.state
         decision = runtime.policy.decide(caller.partner, caller.customer, state, time.time())
