@@ -55,7 +55,7 @@ class OptionalBuildExt(build_ext):
             for output in self.get_outputs():
                 Path(output).unlink(missing_ok=True)
             self.extensions = []
-            print(f"gate: compiling the hot path failed ({error}); pure Python", file=sys.stderr)
+            sys.stderr.write(f"gate: compiling the hot path failed ({error}); pure Python\n")
 
 
 def ext_modules() -> list[Any]:
@@ -64,7 +64,7 @@ def ext_modules() -> list[Any]:
     try:
         from mypyc.build import mypycify
     except ImportError as error:
-        print(f"gate: mypyc unavailable ({error}); building pure Python", file=sys.stderr)
+        sys.stderr.write(f"gate: mypyc unavailable ({error}); building pure Python\n")
         return []
     return list(mypycify(HOT, opt_level="3", debug_level="0", group_name=GROUP))
 

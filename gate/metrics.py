@@ -13,6 +13,7 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.parser import text_string_to_metric_families
 
+from gate import build
 from gate.core.policy import Verdict
 
 __all__ = [
@@ -87,11 +88,12 @@ class Metrics:
         self.reloads = {result: reloads.labels(result) for result in ("ok", "error")}
         self.tls_expiry = tls_expiry(self.registry)
         worker_restarts(self.registry)  # 0 here: only a supervising parent restarts workers
-        build = Gauge(
-            "gate_build_info", "Always 1; labels carry the gate and Python versions.",
-            ["version", "python"], registry=self.registry,
+        info = Gauge(
+            "gate_build_info",
+            "Always 1; labels carry the gate and Python versions and the build (mypyc or pure).",
+            ["version", "python", "build"], registry=self.registry,
         )  # fmt: skip
-        build.labels(version, platform.python_version()).set(1)
+        info.labels(version, platform.python_version(), build()).set(1)
 
     def _decisions_and_lookups(self) -> None:
         decisions = Counter(
