@@ -30,6 +30,7 @@ LABELS = {
     "nginx": "nginx proxy_pass",
     "minimal": "minimal aiohttp",
     "gate": "gate",
+    "gate-pure": "gate, pure Python",
     "nginx+gate": "nginx + gate authz",
     "gate-1w": "gate, 1 worker",
     "gate-2w": "gate, 2 workers",
@@ -42,7 +43,7 @@ CHECKS = (
     ("orders_p99_added_ms", "<=", 0.5, "gated orders, p99 added over direct at 1000 req/s"),
     ("authz_mix_vs_nginx", ">=", 0.7, "nginx + gate decision service, 90/10 mix, vs nginx alone"),
 )
-_TABLE = ("direct", "nginx", "minimal", "gate")
+_TABLE = ("direct", "nginx", "minimal", "gate", "gate-pure")
 
 
 def _git(checkout: Path) -> str:
