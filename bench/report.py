@@ -31,6 +31,7 @@ LABELS = {
     "envoy": "envoy, 1 worker",
     "minimal": "minimal aiohttp",
     "gate": "gate",
+    "gate-pure": "gate, pure Python",
     "nginx+gate": "nginx + gate authz",
     "gate-1w": "gate, 1 worker",
     "gate-2w": "gate, 2 workers",
@@ -43,7 +44,7 @@ CHECKS = (
     ("orders_p99_added_ms", "<=", 0.5, "gated orders, p99 added over direct at 1000 req/s"),
     ("authz_mix_vs_nginx", ">=", 0.7, "nginx + gate decision service, 90/10 mix, vs nginx alone"),
 )
-_TABLE = ("direct", "nginx", "envoy", "minimal", "gate")
+_TABLE = ("direct", "nginx", "envoy", "minimal", "gate", "gate-pure")
 
 
 def _git(checkout: Path) -> str:

@@ -20,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gate import __version__
+from gate import __version__, build
 from gate.admin import LocalGate, reload
 from gate.app import create_admin_app, create_app, start_authz, start_grpc_authz, start_proxy
 from gate.authz_grpc import GrpcDecisionService
@@ -274,7 +274,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="gate",
         description="Hold CSP purchases and seat changes until MCA acceptance is confirmed.",
     )
-    parser.add_argument("--version", action="version", version=f"gate {__version__}")
+    compiled = "compiled: mypyc" if build() == "mypyc" else "pure Python"
+    parser.add_argument("--version", action="version", version=f"gate {__version__} ({compiled})")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve = commands.add_parser("serve", help="run the proxy and the admin listener")
     serve.add_argument("--config", metavar="FILE", help="TOML config (default: built-ins)")

@@ -14,6 +14,7 @@ from typing import Any, TextIO
 
 import orjson
 import structlog
+from mypy_extensions import mypyc_attr
 from structlog.typing import FilteringBoundLogger, Processor
 
 __all__ = ["HotLines", "encode_line", "make_logger", "redact_library_logs"]
@@ -96,6 +97,7 @@ class HotLines:
         self._stream.write(encode_line(fields) + "\n")
 
 
+@mypyc_attr(native_class=False)  # a Handler has a __dict__ and weak references: a plain class
 class _Redacted(logging.Handler):
     """Re-logs a library record as its kind alone: aiohttp's own messages quote raw bytes.
 

@@ -19,6 +19,7 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
+from gate import build
 from gate.core.policy import Verdict
 
 __all__ = [
@@ -134,11 +135,12 @@ class Metrics:
         self.reloads = {result: reloads.labels(result) for result in ("ok", "error")}
         self.tls_expiry = tls_expiry(self.registry)
         worker_restarts(self.registry)  # 0 here: only a supervising parent restarts workers
-        build = Gauge(
-            "gate_build_info", "Always 1; labels carry the gate and Python versions.",
-            ["version", "python"], registry=self.registry,
+        info = Gauge(
+            "gate_build_info",
+            "Always 1; labels carry the gate and Python versions and the build (mypyc or pure).",
+            ["version", "python", "build"], registry=self.registry,
         )  # fmt: skip
-        build.labels(version, platform.python_version()).set(1)
+        info.labels(version, platform.python_version(), build()).set(1)
 
     def _decisions_and_lookups(self) -> None:
         decisions = _Tallies(

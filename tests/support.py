@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,9 @@ CONTACT_EMAIL, CONTACT_PHONE = "ada.lovelace@contoso.example", "+1 425 555 0100"
 # The installed console script beside this interpreter: what a user runs, never the checkout
 # (`python -m gate` from the repository root would import the source tree instead).
 GATE_COMMAND = (str(Path(sys.executable).with_name("gate")),)
+# The build under test: compiled with mypyc unless the run asked for pure Python
+# (GATE_PURE_PYTHON=1 scripts/test); read once at import, before any fixture clears GATE_*.
+BUILD = "pure" if os.environ.get("GATE_PURE_PYTHON") == "1" else "mypyc"
 
 
 def auth(partner: str = PARTNER_A, **claims: Any) -> dict[str, str]:

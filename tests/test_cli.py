@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from gate import __version__
-from tests.support import CUSTOMER, GATE_COMMAND, PARTNER_A
+from tests.support import BUILD, CUSTOMER, GATE_COMMAND, PARTNER_A
 
 ROOT = Path(__file__).resolve().parent.parent
 C = f"/v1/customers/{CUSTOMER}"
@@ -284,10 +284,11 @@ def test_the_demo_runs_the_shipped_2026_profile() -> None:
 
 
 def test_version() -> None:
-    """§4: `gate --version` names the version."""
+    """§4: `gate --version` names the version and the build that runs (issue 27)."""
     result = gate("--version")
     assert result.returncode == 0
-    assert result.stdout.strip() == f"gate {__version__}"
+    compiled = "compiled: mypyc" if BUILD == "mypyc" else "pure Python"
+    assert result.stdout.strip() == f"gate {__version__} ({compiled})"
 
 
 def test_no_command_is_a_usage_error() -> None:

@@ -1,8 +1,13 @@
 """What a user installs is what the tests ran: the sdist and wheel hold every module, the suite
-imports the installed package, and a wheel installed in a clean venv runs the gate (issue 23)."""
+imports the installed package, and a wheel installed in a clean venv runs the gate (issue 23).
+The suite runs the compiled build unless GATE_PURE_PYTHON=1 asked for pure Python (issue 27).
+"""
 
 from __future__ import annotations
 
+import ast
+import importlib
+import importlib.machinery
 import importlib.metadata
 import json
 import os
@@ -17,6 +22,7 @@ from pathlib import Path
 import pytest
 
 import gate
+from tests.support import BUILD
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = sorted(
@@ -24,6 +30,18 @@ SOURCES = sorted(
     for path in (ROOT / "gate").rglob("*")
     if path.suffix in {".py", ".typed"} and "__pycache__" not in path.parts
 )
+
+
+def _hot_modules() -> list[str]:
+    """setup.py's HOT list as module names (gate.core.decide, ...): what mypyc compiles."""
+    tree = ast.parse((ROOT / "setup.py").read_text(encoding="utf-8"))
+    (hot,) = [
+        node.value for node in tree.body
+        if isinstance(node, ast.Assign) and [ast.unparse(t) for t in node.targets] == ["HOT"]
+    ]  # fmt: skip
+    assert isinstance(hot, ast.List)
+    paths = [element.value for element in hot.elts if isinstance(element, ast.Constant)]
+    return [str(path).removesuffix(".py").replace("/", ".") for path in paths]
 
 
 def _editable() -> bool:
@@ -36,9 +54,13 @@ def _editable() -> bool:
     return bool(json.loads(direct).get("dir_info", {}).get("editable", False))
 
 
-def _run(*args: str | Path, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def _run(
+    *args: str | Path, cwd: Path, timeout: float = 300, pure: bool = False
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PIP_CONSTRAINT": str(ROOT / "constraints.txt")}
     env = {name: value for name, value in env.items() if not name.startswith("GATE_")}
+    if pure:
+        env["GATE_PURE_PYTHON"] = "1"
     return subprocess.run(
         [str(arg) for arg in args], cwd=cwd, env=env, capture_output=True, text=True,
         timeout=timeout, check=False,
@@ -54,11 +76,27 @@ def test_the_suite_imports_the_installed_gate() -> None:
     assert not where.is_relative_to(ROOT / "gate")
 
 
+def test_the_gate_under_test_is_the_build_asked_for() -> None:
+    """The default run tests the compiled build: every hot module loaded from the mypyc-built
+    extension; with GATE_PURE_PYTHON=1, none of them is."""
+    hot = _hot_modules()
+    assert "gate.core.decide" in hot and len(hot) > 10
+    compiled = [
+        name for name in hot
+        if str(importlib.import_module(name).__file__).endswith(
+            tuple(importlib.machinery.EXTENSION_SUFFIXES)
+        )
+    ]  # fmt: skip
+    assert gate.build() == BUILD
+    assert compiled == (hot if BUILD == "mypyc" else [])
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """`python -m build` from the checkout: (sdist, wheel)."""
+    """`python -m build` from the checkout: (sdist, wheel), pure Python (GATE_PURE_PYTHON=1) to
+    spare the tests a compile; scripts/test's own install is the compiled one."""
     out = tmp_path_factory.mktemp("dist")
-    result = _run(sys.executable, "-m", "build", "--outdir", out, ROOT, cwd=ROOT)
+    result = _run(sys.executable, "-m", "build", "--outdir", out, ROOT, cwd=ROOT, pure=True)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     (sdist,) = out.glob("*.tar.gz")
     (wheel,) = out.glob("*.whl")
@@ -73,6 +111,8 @@ def test_the_wheel_holds_every_module(built: tuple[Path, Path]) -> None:
     assert len(SOURCES) > 40
     missing = [source for source in SOURCES if source not in names]
     assert missing == []
+    assert [name for name in names if name.endswith(".so")] == []  # built pure, as asked
+    assert built[1].name.endswith("-py3-none-any.whl")
 
 
 @pytest.mark.timeout(300)
@@ -103,3 +143,5 @@ def test_the_installed_wheel_runs_the_gate(built: tuple[Path, Path], tmp_path: P
     assert "blocked" in demo.stdout.lower() and "allowed" in demo.stdout.lower()
     where = _run(bin_dir / "python", "-c", "import gate; print(gate.__file__)", cwd=home)
     assert Path(where.stdout.strip()).is_relative_to(home / "venv")
+    version = _run(bin_dir / "gate", "--version", cwd=home, timeout=60)
+    assert version.stdout.strip() == f"gate {gate.__version__} (pure Python)"

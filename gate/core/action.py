@@ -62,14 +62,28 @@ class Answer(NamedTuple):
 Action = Forward | Answer
 
 
-class Gated(NamedTuple):
-    """A call that matched a rule; the core decides it once its body is read."""
+class Gated:
+    """A call that matched a rule; the core decides it once its body is read.
 
-    runtime: Runtime
-    transaction: Transaction
-    target: str
-    trace: Trace
-    exemptable: bool  # exemptions apply (a confirmation is checked even under mode off)
+    A plain class, not a NamedTuple: mypyc builds a NamedTuple's field types at import, and
+    ``Runtime`` exists only for the type checker here (importing it would be circular).
+    """
+
+    __slots__ = ("exemptable", "runtime", "target", "trace", "transaction")
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        transaction: Transaction,
+        target: str,
+        trace: Trace,
+        exemptable: bool,  # exemptions apply (a confirmation is checked even under mode off)
+    ) -> None:
+        self.runtime = runtime
+        self.transaction = transaction
+        self.target = target
+        self.trace = trace
+        self.exemptable = exemptable
 
 
 def answer_error(error: GateError, trace: Trace | None = None) -> Answer:

@@ -20,10 +20,6 @@ __all__ = ["Caller", "partner_from_header", "partner_from_token"]
 _TENANT = re.compile(r"[A-Za-z0-9._-]{1,128}")
 
 
-class _Claims(list[tuple[str, Any]]):
-    """A decoded JSON object, kept as pairs so a repeated claim stays visible."""
-
-
 class Caller(NamedTuple):
     partner: str
     customer: str
@@ -52,10 +48,12 @@ def partner_from_token(authorizations: Sequence[str]) -> str | None:
     payload = parts[1]
     try:
         raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
-        claims = json.loads(raw, object_pairs_hook=_Claims)
+        # Objects decode as tuples of pairs (JSON arrays are lists): a repeated claim stays
+        # visible, and only an object at the top is a claims set.
+        claims = json.loads(raw, object_pairs_hook=tuple)
     except (binascii.Error, ValueError, RecursionError):
         return None
-    if not isinstance(claims, _Claims):
+    if not isinstance(claims, tuple):
         return None
     tids = [value for key, value in claims if key == "tid"]
     return _tenant(tids[0]) if len(tids) == 1 else None

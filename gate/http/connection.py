@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 import httptools
@@ -267,7 +267,7 @@ class Connection(asyncio.Protocol):
 
 
 class UpstreamResponse:
-    """An answer whose head has arrived; the body is read with ``chunks()`` or ``read()``."""
+    """An answer whose head has arrived; the body is read with ``next_chunk()`` or ``read()``."""
 
     __slots__ = (
         "_conn",
@@ -310,15 +310,11 @@ class UpstreamResponse:
         """The whole body when it has all arrived already (the usual small answer), else None."""
         return self._conn.take_all()
 
-    async def chunks(self) -> AsyncIterator[bytes]:
-        while (chunk := await self._conn.next_chunk()) is not None:
-            yield chunk
-
     async def read(self, limit: int) -> bytes:
         """The whole body; UpstreamClosed when it is longer than ``limit``."""
         parts: list[bytes] = []
         size = 0
-        async for chunk in self.chunks():
+        while (chunk := await self._conn.next_chunk()) is not None:
             size += len(chunk)
             if size > limit:
                 raise UpstreamClosed(f"the upstream's answer is over {limit} bytes")

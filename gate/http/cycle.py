@@ -9,7 +9,7 @@ wait unread; writing waits whenever the client's socket buffer is full.
 from __future__ import annotations
 
 import collections
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from gate.core.action import Answer, answer_error
@@ -196,10 +196,6 @@ class Body:
         if self.buffered <= HIGH_WATER // 2:
             self._conn.resume_body()
         return chunk
-
-    async def chunks(self) -> AsyncIterator[bytes]:
-        while (chunk := await self.next()) is not None:
-            yield chunk
 
     async def read(self, limit: int, length: int | None) -> bytes:
         """The whole body (a gated call's), at most ``limit`` bytes."""

@@ -58,7 +58,10 @@ class FrontDoor:
             ssl=ssl, ssl_handshake_timeout=self.header_timeout if ssl is not None else None,
         )  # fmt: skip
         self._tick()
-        return int(self._server.sockets[0].getsockname()[1])
+        # Any: typeshed types .sockets as a tuple, uvloop's server gives a list, and mypyc checks
+        # a declared type where it is read
+        server: Any = self._server
+        return int(server.sockets[0].getsockname()[1])
 
     def _tick(self) -> None:
         self.date = b"Date: %s\r\n" % formatdate(usegmt=True).encode()

@@ -19,7 +19,7 @@ import collections
 import contextlib
 import ssl
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -40,7 +40,9 @@ _BODILESS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS", "TRACE"})
 class Streamed(Protocol):
     """A request body that arrives while it is sent (the client's, chunk by chunk)."""
 
-    def chunks(self) -> AsyncIterator[bytes]: ...
+    async def next(self) -> bytes | None:
+        """The next chunk, or None at the end (a plain coroutine: mypyc compiles no async
+        generators)."""
 
 
 Payload = bytes | Streamed | None
@@ -297,7 +299,7 @@ async def _send(conn: Connection, head: bytes, body: Payload) -> None:
         return
     await conn.write(head)
     chunked = head.endswith(b"Transfer-Encoding: chunked\r\n\r\n")
-    async for chunk in body.chunks():
+    while (chunk := await body.next()) is not None:
         if conn.answered or conn.error is not None:
             return  # the upstream answered early: stop sending (the connection is not reused)
         if chunk:

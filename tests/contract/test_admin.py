@@ -11,6 +11,7 @@ from gate import __version__
 from gate.keys import STATE
 from tests.conftest import Gate, StartGate
 from tests.support import (
+    BUILD,
     CUSTOMER,
     PARTNER_A,
     PARTNER_B,
@@ -106,7 +107,7 @@ async def test_metrics_count_decisions_lookups_and_timings(gate: Gate) -> None:
     assert metric(text, "gate_upstream_request_duration_seconds_count") == 3  # 2 orders + confirm
     assert metric(text, "gate_acceptance_cache_entries") == 2
     assert metric(text, "gate_requests_in_flight") == 0
-    assert metric(text, "gate_build_info", version=__version__) == 1
+    assert metric(text, "gate_build_info", version=__version__, build=BUILD) == 1
 
 
 async def test_metrics_labels_never_carry_tenant_ids(gate: Gate) -> None:

@@ -14,8 +14,9 @@ that daemon by its own PID, never by name.
 ``ensure_base(engine, name)`` makes ``name`` (the Dockerfile's ``PYTHON_IMAGE``)
 available: already there, pulled, or, when the registry cannot be reached (Docker Hub
 is not reachable from these machines), a stand-in made here: ``debootstrap
---variant=minbase`` of Debian bookworm with python3, python3-venv and
-python-is-python3 (Python 3.11, as python:3.11-slim), ``docker import``ed under that
+--variant=minbase`` of Debian bookworm with python3, python3-venv,
+python-is-python3 and the Python headers (Python 3.11 and its headers, as
+python:3.11-slim), ``docker import``ed under that
 name. What it did is returned as a sentence, for the test's output.
 
 Builds use the Debian package's own ``docker`` client (``/usr/bin/docker``): its
@@ -42,7 +43,8 @@ __all__ = ["CA_BUNDLE", "Engine", "EngineUnavailable", "ensure_base"]
 ROOT = Path(__file__).resolve().parent.parent.parent
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 _MIRROR = os.environ.get("GATE_DEBOOTSTRAP_MIRROR", "http://deb.debian.org/debian")
-_STAND_IN_PACKAGES = "python3,python3-venv,python-is-python3"
+# libpython3.11-dev: the headers python:3.11-slim ships too (the build stage compiles with mypyc)
+_STAND_IN_PACKAGES = "python3,python3-venv,python-is-python3,libpython3.11-dev"
 _TRIMMED = ("var/cache/apt/archives", "var/lib/apt/lists", "usr/share/doc", "usr/share/man",
             "usr/share/locale")  # fmt: skip
 

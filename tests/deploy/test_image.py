@@ -99,6 +99,13 @@ def test_the_image_runs_the_installed_gate(built: Built) -> None:
     assert checked.stdout.startswith(f"{image_config_path()}: ok")
 
 
+def test_the_image_runs_the_compiled_build(built: Built) -> None:
+    """The build stage compiles the hot path with mypyc (issue 27): the image says so."""
+    version = built.gate("--version")
+    assert version.returncode == 0, version.stderr
+    assert version.stdout.strip().endswith("(compiled: mypyc)")
+
+
 def test_the_runtime_venv_holds_no_pip_or_setuptools_and_the_labels_are_set(built: Built) -> None:
     """Hygiene: no pip, setuptools or pkg_resources at run time; OCI labels from build args."""
     probe = "import importlib.util as u; print([m for m in ('pip', 'setuptools', 'pkg_resources', '_distutils_hack', 'gate.acceptance') if u.find_spec(m)])"  # noqa: E501

@@ -50,7 +50,10 @@ class App:
         body = b""
         if self.read_body:
             try:
-                body = b"".join([chunk async for chunk in cycle.body.chunks()])
+                parts = []
+                while (chunk := await cycle.body.next()) is not None:
+                    parts.append(chunk)
+                body = b"".join(parts)
             except GateError as error:
                 cycle.answer(answer_error(error))
                 return

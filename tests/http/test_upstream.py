@@ -242,8 +242,8 @@ class _Streamed:
     def __init__(self, source: AsyncIterator[bytes]) -> None:
         self._source = source
 
-    def chunks(self) -> AsyncIterator[bytes]:
-        return self._source
+    async def next(self) -> bytes | None:
+        return await anext(self._source, None)
 
 
 async def _big_body(chunks: int, pause_s: float = 0.0) -> AsyncIterator[bytes]:
@@ -312,7 +312,10 @@ async def test_a_slow_client_body_is_not_upstream_silence(raw_server: StartRaw) 
         await reader.readuntil(b"\r\n\r\n")
         received = b""
         while not received.endswith(b"0\r\n\r\n"):
-            received += await reader.read(65536)
+            chunk = await reader.read(65536)
+            if not chunk:  # the client gave up: stop, do not spin on EOF
+                return
+            received += chunk
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 
     _, url = await raw_server(script)
