@@ -104,6 +104,12 @@ class Served:
     def output(self) -> str:
         return self.stdout.read_text(encoding="utf-8")
 
+    def lines(self) -> list[dict[str, Any]]:
+        """The JSON log lines written so far: whole lines only (a process may be mid-write)."""
+        written = self.output()
+        whole = written[: written.rfind("\n") + 1]
+        return [json.loads(line) for line in whole.splitlines() if line.startswith("{")]
+
     async def wait_for_output(self, text: str, bound_s: float = _READ_BOUND_S) -> None:
         """Wait (bounded) until the process has logged ``text``."""
         async with asyncio.timeout(bound_s):
@@ -116,8 +122,7 @@ class Served:
 
     def decisions(self) -> list[dict[str, Any]]:
         """The decision log lines the gate wrote so far."""
-        lines = [json.loads(line) for line in self.output().splitlines() if line[:1] == "{"]
-        return [line for line in lines if line.get("event") == "decision"]
+        return [line for line in self.lines() if line.get("event") == "decision"]
 
     async def decided(self, count: int) -> list[dict[str, Any]]:
         """The decision lines, once ``count`` are written (the gate logs after answering)."""
@@ -128,8 +133,7 @@ class Served:
 
     def worker_pids(self) -> set[int]:
         """PIDs of the serving processes (forked workers log their own "listening" line)."""
-        lines = [json.loads(line) for line in self.output().splitlines() if line.startswith("{")]
-        return {line["pid"] for line in lines if line.get("event") == "listening"}
+        return {line["pid"] for line in self.lines() if line.get("event") == "listening"}
 
     def stop(self) -> None:
         """SIGKILL what is still running of this gate: its workers, then the process itself."""
