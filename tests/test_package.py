@@ -11,6 +11,7 @@ import importlib.machinery
 import importlib.metadata
 import json
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -93,10 +94,23 @@ def test_the_gate_under_test_is_the_build_asked_for() -> None:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """`python -m build` from the checkout: (sdist, wheel), pure Python (GATE_PURE_PYTHON=1) to
-    spare the tests a compile; scripts/test's own install is the compiled one."""
+    """`python -m build` from the checkout's files: (sdist, wheel), pure Python
+    (GATE_PURE_PYTHON=1) to spare the tests a compile; scripts/test's own install is the
+    compiled one."""
     out = tmp_path_factory.mktemp("dist")
-    result = _run(sys.executable, "-m", "build", "--outdir", out, ROOT, cwd=ROOT, pure=True)
+    # From a copy of what git tracks (as a fresh clone has it, with today's edits): the build
+    # writes gate.egg-info and build/ where it runs, which must not land in the checkout.
+    clone = tmp_path_factory.mktemp("clone")
+    tracked = (
+        subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True)
+        .stdout.decode()
+        .split("\0")
+    )
+    for name in filter(None, tracked):
+        if (ROOT / name).is_file():
+            (clone / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, clone / name)
+    result = _run(sys.executable, "-m", "build", "--outdir", out, clone, cwd=clone, pure=True)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     (sdist,) = out.glob("*.tar.gz")
     (wheel,) = out.glob("*.whl")
