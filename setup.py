@@ -66,7 +66,11 @@ def ext_modules() -> list[Any]:
     except ImportError as error:
         sys.stderr.write(f"gate: mypyc unavailable ({error}); building pure Python\n")
         return []
-    return list(mypycify(HOT, opt_level="3", debug_level="0", group_name=GROUP))
+    try:
+        return list(mypycify(HOT, opt_level="3", debug_level="0", group_name=GROUP))
+    except (Exception, SystemExit) as error:  # mypyc's type check failed: it exits
+        sys.stderr.write(f"gate: mypyc could not compile the hot path ({error}); pure Python\n")
+        return []
 
 
 setup(ext_modules=ext_modules(), cmdclass={"build_ext": OptionalBuildExt})
