@@ -42,8 +42,11 @@ async def test_a_storm_of_lookups_is_bounded_by_max_concurrent_lookups(
 ) -> None:
     """§3 max_concurrent_lookups: 200 unconfirmed customers at once cost at most 4 lookups
     in flight; the excess waits up to lookup_timeout_s, then gets 503 with Retry-After."""
+    # One upstream call per lookup (no direct-status call after the agreements): a lookup then
+    # times out in the queue, not halfway through its calls, which the last bound counts on.
     gate = await start_gate(
-        acceptance={"max_concurrent_lookups": 4, "lookup_timeout_s": 1, "retry_after_s": 2}
+        acceptance={"max_concurrent_lookups": 4, "lookup_timeout_s": 1, "retry_after_s": 2},
+        policy={"direct_acceptance": False},
     )
     sandbox = gate.upstream.sandbox
     sandbox.knobs.agreements_delay_s = 0.25
