@@ -111,7 +111,9 @@ class Fleet:
 
     async def _spawn(self, worker: _Worker) -> None:
         parent_end, child_end = socket.socketpair()
-        argv = [sys.executable, "-m", "gate", "serve"]
+        # -P: not the current directory first on sys.path (a checkout's gate/ would shadow
+        # the installed, compiled gate the parent runs).
+        argv = [sys.executable, "-P", "-m", "gate", "serve"]
         if self._config_path:
             argv += ["--config", self._config_path]
         argv += ["--worker", str(worker.index), "--control-fd", str(child_end.fileno())]

@@ -178,7 +178,7 @@ async def serve_gate(upstream: Upstream, tmp_path: Path) -> AsyncIterator[ServeG
     """Start `gate serve --config FILE` in a child process; every child is killed by PID after."""
     started: list[Served] = []
 
-    async def start(extra: str = "", server: str = "") -> Served:
+    async def start(extra: str = "", server: str = "", cwd: Path | None = None) -> Served:
         proxy_port, admin_port = free_port(), free_port()
         index = len(started)
         config = tmp_path / f"gate-{index}.toml"
@@ -187,7 +187,7 @@ async def serve_gate(upstream: Upstream, tmp_path: Path) -> AsyncIterator[ServeG
         with stdout.open("wb") as out, stderr.open("wb") as err:
             process = await asyncio.create_subprocess_exec(
                 *GATE_COMMAND, "serve", "--config", str(config),
-                stdout=out, stderr=err, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                stdout=out, stderr=err, env={**os.environ, "PYTHONUNBUFFERED": "1"}, cwd=cwd,
             )  # fmt: skip
         served = Served(
             process,

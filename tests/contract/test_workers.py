@@ -15,6 +15,7 @@ from tests.conftest import Upstream
 from tests.contract.conftest import Served, ServeGate, free_port, serve_toml
 from tests.contract.test_serve import _run_serve
 from tests.support import (
+    BUILD,
     CUSTOMER,
     PARTNER_A,
     agreements_path,
@@ -165,3 +166,21 @@ async def test_a_single_process_exports_worker_restarts_at_zero(serve_gate: Serv
         if sample.name == "gate_worker_restarts_total"
     ]
     assert [(sample.labels, sample.value) for sample in samples] == [({}, 0.0)]
+
+
+async def test_workers_run_the_installed_gate_whatever_the_directory(
+    serve_gate: ServeGate, tmp_path: Path
+) -> None:
+    """A worker is `python -m gate`: a gate/ folder where the gate was started (a checkout, say)
+    must not be what it imports instead of the installed (compiled) gate the parent runs."""
+    decoy = tmp_path / "here" / "gate"
+    decoy.mkdir(parents=True)
+    (decoy / "__init__.py").write_text("", encoding="utf-8")
+    (decoy / "__main__.py").write_text("raise SystemExit('the decoy gate')\n", encoding="utf-8")
+    served = await serve_gate(server=_TWO, cwd=decoy.parent)
+    assert len(await _workers(served)) == 2
+    _, text = await _admin(served, "GET", "/metrics")
+    assert f'gate_build_info{{build="{BUILD}"' in text
+    assert "decoy" not in served.output() + served.stderr.read_text(encoding="utf-8")
+    served.signal(signal.SIGTERM)
+    assert await served.wait_exit() == 0
