@@ -161,7 +161,13 @@ class Fleet:
             if self.stopping():
                 return
             self._restarts.inc()
-            await self._spawn(worker)
+            try:
+                await self._spawn(worker)
+            except OSError as error:  # no process could be made (the interpreter gone, no fds):
+                self._logger.error(  # try again after the next back-off, never give up on it
+                    "worker_restart_failed", worker=worker.index, error=str(error)
+                )
+                continue
             if await self._wait_ready(worker):
                 self._logger.info("worker_restarted", worker=worker.index)
 
