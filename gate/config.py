@@ -12,6 +12,7 @@ import base64
 import json
 import re
 import tomllib
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
@@ -191,6 +192,19 @@ def _listed(value: Any) -> Any:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
+def _named(value: Sequence[Any], known: tuple[str, ...], what: str) -> tuple[str, ...]:
+    """Each item as ``known`` spells it (matched case-insensitively), once, in the given order."""
+    spelled = {name.lower(): name for name in known}
+    named: list[str] = []
+    for item in value:
+        name = spelled.get(item.strip().lower()) if isinstance(item, str) else None
+        if name is None:
+            raise ValueError(f"{item!r} is not {what}; known: {', '.join(known)}")
+        if name not in named:
+            named.append(name)
+    return tuple(named)
+
+
 class PolicySettings(_Section):
     mode: Mode = "enforce"
     enforce_from: datetime = datetime(2018, 11, 7, tzinfo=UTC)
@@ -236,16 +250,7 @@ class PolicySettings(_Section):
         value = _listed(value)
         if not isinstance(value, list | tuple) or not value:
             raise ValueError(f"must list one or more of {', '.join(AGREEMENT_TYPES)}")
-        known = {kind.lower(): kind for kind in AGREEMENT_TYPES}
-        named: list[str] = []
-        for kind in value:
-            if not isinstance(kind, str) or kind.strip().lower() not in known:
-                raise ValueError(
-                    f"{kind!r} is not an agreement type; known: {', '.join(AGREEMENT_TYPES)}"
-                )
-            if known[kind.strip().lower()] not in named:
-                named.append(known[kind.strip().lower()])
-        return tuple(named)
+        return _named(value, AGREEMENT_TYPES, "an agreement type")
 
     @field_validator("subscription_edits", mode="before")
     @classmethod
@@ -257,16 +262,7 @@ class PolicySettings(_Section):
             raise ValueError(
                 f"must be 'seat_changes', 'all' or a list of fields ({', '.join(EDIT_FIELDS)})"
             )
-        known = {field.lower(): field for field in EDIT_FIELDS}
-        named: list[str] = []
-        for field in value:
-            if not isinstance(field, str) or field.strip().lower() not in known:
-                raise ValueError(
-                    f"{field!r} is not a subscription edit field; known: {', '.join(EDIT_FIELDS)}"
-                )
-            if known[field.strip().lower()] not in named:
-                named.append(known[field.strip().lower()])
-        return tuple(named)
+        return _named(value, EDIT_FIELDS, "a subscription edit field")
 
     @property
     def edit_fields(self) -> tuple[str, ...] | None:

@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from gate.acceptance.throttle import retry_after_s
+from gate.acceptance.throttle import asked_wait
 from gate.config import MCA_TYPE, PolicySettings
 from gate.core import body
 from gate.core.policy import State
@@ -59,6 +59,7 @@ __all__ = [
     "judge",
     "look_up",
     "parse_date",
+    "request_headers",
 ]
 
 DIRECT_PATH = "directSignedMicrosoftCustomerAgreementStatus"
@@ -164,6 +165,14 @@ def judge(agreements_doc: Any, direct_doc: Any, rules: LookupRules) -> Finding:
     return Finding(State.NOT_ACCEPTED, "none", kind, date, reason)
 
 
+def request_headers(authorization: str, correlation: str | None = None) -> dict[str, str]:
+    """The headers of a call the gate makes to the upstream on a caller's behalf."""
+    headers = {"Authorization": authorization, "Accept": "application/json"}
+    if correlation:
+        headers["MS-CorrelationId"] = correlation
+    return headers
+
+
 async def look_up(
     pool: UpstreamPool,
     prefix: str,
@@ -176,9 +185,7 @@ async def look_up(
     wall: Callable[[], float] = time.time,
 ) -> Finding:
     """Ask the upstream (agreements, then the direct status when it may decide) and judge."""
-    headers = {"Authorization": authorization, "Accept": "application/json"}
-    if correlation:
-        headers["MS-CorrelationId"] = correlation
+    headers = request_headers(authorization, correlation)
     base = f"{prefix}/v1/customers/{customer}"
     try:
         async with asyncio.timeout(timeout_s):
@@ -205,8 +212,7 @@ def _document(fetched: Fetched, absent: Any, wall: Callable[[], float]) -> Any:
     if status in (401, 403):
         return Finding(State.UNKNOWN, reason="lookup_error", denied=fetched)
     if status == 429:
-        value = next((v for n, v in fetched.headers if n.lower() == b"retry-after"), None)
-        asked = retry_after_s(value.decode("latin-1") if value else None, wall())
+        asked = asked_wait(fetched.headers, wall())
         return Finding(State.UNKNOWN, reason="lookup_error", throttled=True, retry_after=asked)
     if status == 404:
         return absent

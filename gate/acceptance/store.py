@@ -34,9 +34,9 @@ from typing import Any, NamedTuple
 from cachetools import TTLCache
 
 from gate.acceptance.cache import Entry, PairCache, source_of
-from gate.acceptance.lookup import Finding, LookupRules, look_up
+from gate.acceptance.lookup import Finding, LookupRules, look_up, request_headers
 from gate.acceptance.shared import SharedTier
-from gate.acceptance.throttle import Throttle, retry_after_s
+from gate.acceptance.throttle import Throttle, asked_wait
 from gate.acceptance.token import LookupToken, seconds_left
 from gate.config import AcceptanceSettings
 from gate.core import body
@@ -206,9 +206,7 @@ class AcceptanceStore:
         key = _key(partner, customer)
         if held := self._throttle.remaining(partner):
             return self._failed(key, held)
-        headers = {"Authorization": authorization, "Accept": "application/json"}
-        if correlation:
-            headers["MS-CorrelationId"] = correlation
+        headers = request_headers(authorization, correlation)
         limit = self._settings.lookup_timeout_s
         target = f"{self._prefix}/v1/customers/{customer}"
         try:
@@ -222,15 +220,12 @@ class AcceptanceStore:
         if fetched.status in (401, 403, 404):
             return Outcome(State.UNKNOWN, "miss", denied=fetched)
         if fetched.status == 429:
-            value = next((v for n, v in fetched.headers if n.lower() == b"retry-after"), None)
-            asked = retry_after_s(value.decode("latin-1") if value else None, self._wall())
-            wait = self._settings.retry_after_s if asked is None else asked
-            return self._failed(key, self._throttle.hold(partner, wait))
+            return self._held(key, asked_wait(fetched.headers, self._wall()))
         return self._failed(key)
 
     async def read_subscription(self, path: str, authorization: str) -> Any:
         """The current subscription (for a seat change's quantity), or None when unreadable."""
-        headers = {"Authorization": authorization, "Accept": "application/json"}
+        headers = request_headers(authorization)
         try:
             fetched = await fetch(self._pool, path, headers, self._settings.lookup_timeout_s)
             return body.parse(fetched.body) if fetched.status == 200 else None
@@ -366,10 +361,7 @@ class AcceptanceStore:
         if finding.denied is not None:
             return Outcome(State.UNKNOWN, "miss", denied=finding.denied)
         if finding.throttled:
-            wait = self._settings.retry_after_s if finding.retry_after is None else (
-                finding.retry_after
-            )  # fmt: skip
-            return self._failed(key, self._throttle.hold(key.partition("/")[0], wait))
+            return self._held(key, finding.retry_after)
         if finding.state is State.UNKNOWN:
             return self._failed(key)
         state = self._store(key, finding.state, finding.source)
@@ -377,6 +369,11 @@ class AcceptanceStore:
             return Outcome(state, "miss", source="confirmation")
         source = finding.source if state is State.ACCEPTED else ""
         return Outcome(state, "miss", source=source, why=finding.reason)
+
+    def _held(self, key: _Key, asked: float | None) -> Outcome:
+        """A 429: hold the partner's lookups for what it asked (else retry_after_s)."""
+        wait = self._settings.retry_after_s if asked is None else asked
+        return self._failed(key, self._throttle.hold(key.partition("/")[0], wait))
 
     def _failed(self, key: _Key, throttled: float = 0.0) -> Outcome:
         entry = self._cache.get(key)

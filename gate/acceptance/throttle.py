@@ -12,10 +12,10 @@ at once (the soonest to expire go first), and no hold lasts longer than
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from email.utils import parsedate_to_datetime
 
-__all__ = ["MAX_HOLD_S", "Throttle", "retry_after_s"]
+__all__ = ["MAX_HOLD_S", "Throttle", "asked_wait", "retry_after_s"]
 
 MAX_HOLD_S = 3600.0  # a Retry-After beyond an hour is a broken upstream, not a plan
 _LIMIT = 4096  # partners held back at once
@@ -35,6 +35,12 @@ def retry_after_s(value: str | None, wall: float) -> float | None:
     if moment.tzinfo is None:
         return None
     return max(0.0, moment.timestamp() - wall)
+
+
+def asked_wait(headers: Iterable[tuple[bytes, bytes]], wall: float) -> float | None:
+    """Seconds an answer's ``Retry-After`` header asks for, None when it has none readable."""
+    value = next((v for n, v in headers if n.lower() == b"retry-after"), None)
+    return retry_after_s(value.decode("latin-1") if value is not None else None, wall)
 
 
 class Throttle:

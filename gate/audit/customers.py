@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from gate.acceptance.throttle import Throttle, retry_after_s
+from gate.acceptance.throttle import Throttle, asked_wait
 from gate.errors import GateError, UpstreamUnavailable
 from gate.http.upstream import Fetched, UpstreamPool, fetch
 
@@ -119,7 +119,7 @@ async def _page(
                 "expired or not an App+User token of the partner"
             )
         if fetched.status == 429:
-            wait = _retry_after(fetched, wall) or listing.default_wait_s
+            wait = asked_wait(fetched.headers, wall()) or listing.default_wait_s
             throttle.hold(listing.partner, wait)
             problem = "throttled (429)"
             continue
@@ -129,11 +129,6 @@ async def _page(
         problem = f"answered {fetched.status}" if fetched.status != 200 else "not a list"
         await asyncio.sleep(_ERROR_WAIT_S)
     raise ListError(f"the customers list failed {_ATTEMPTS} times, last: {problem}")
-
-
-def _retry_after(fetched: Fetched, wall: Callable[[], float]) -> float | None:
-    value = next((v for n, v in fetched.headers if n.lower() == b"retry-after"), None)
-    return retry_after_s(value.decode("latin-1") if value else None, wall())
 
 
 def _json(fetched: Fetched) -> Any:
