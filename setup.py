@@ -25,6 +25,7 @@ HOT = [
     "gate/core/classify.py",
     "gate/core/decide.py",
     "gate/core/identity.py",
+    "gate/core/judge.py",
     "gate/core/policy.py",
     "gate/core/record.py",
     "gate/core/refusal.py",
@@ -38,6 +39,8 @@ HOT = [
     "gate/acceptance/cache.py",
     "gate/logs.py",
     "gate/pipeline.py",
+    "gate/tallies.py",
+    "gate/tasks.py",
 ]
 
 

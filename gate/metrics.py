@@ -15,19 +15,19 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
 from gate import build
 from gate.core.policy import Verdict
+from gate.tallies import Durations, Tally
 
 __all__ = [
     "SHARED_OPERATIONS",
     "TRANSACTIONS",
     "UPSTREAM_ERROR_REASONS",
     "Metrics",
-    "Tally",
     "merge",
     "tls_expiry",
     "worker_restarts",
@@ -70,22 +70,6 @@ def worker_restarts(registry: CollectorRegistry) -> Counter:
     )
 
 
-class Tally:
-    """One counter child bumped by a plain add; exported by ``_Tallies`` when scraped.
-
-    The event loop's thread is the only writer, so no lock: a scrape reads
-    the number as it stands.
-    """
-
-    __slots__ = ("value",)
-
-    def __init__(self) -> None:
-        self.value = 0.0
-
-    def inc(self, amount: float = 1.0) -> None:
-        self.value += amount
-
-
 class _Tallies(Collector):
     """A counter family whose children are ``Tally`` values, rendered as ``Counter`` renders."""
 
@@ -108,6 +92,22 @@ class _Tallies(Collector):
 
     def _empty(self) -> CounterMetricFamily:
         return CounterMetricFamily(self._name, self._documentation, labels=self._labels)
+
+
+class _DurationsCollector(Collector):
+    """A histogram family whose one child is a ``Durations``, rendered as ``Histogram`` renders."""
+
+    def __init__(self, name: str, documentation: str, durations: Durations) -> None:
+        self._name, self._documentation, self._durations = name, documentation, durations
+
+    def describe(self) -> Iterator[HistogramMetricFamily]:
+        yield HistogramMetricFamily(self._name, self._documentation)
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        durations = self._durations
+        family = HistogramMetricFamily(self._name, self._documentation)
+        family.add_metric([], durations.cumulative(), durations.sum)
+        yield family
 
 
 class Metrics:
@@ -181,11 +181,13 @@ class Metrics:
         )
 
     def _upstream(self) -> None:
-        self.upstream_duration = Histogram(
-            "gate_upstream_request_duration_seconds",
-            "Time from sending a forwarded call until the upstream's response headers.",
-            buckets=_UPSTREAM_BUCKETS,
-            registry=self.registry,
+        self.upstream_duration = Durations(_UPSTREAM_BUCKETS)
+        self.registry.register(
+            _DurationsCollector(
+                "gate_upstream_request_duration_seconds",
+                "Time from sending a forwarded call until the upstream's response headers.",
+                self.upstream_duration,
+            )
         )
         errors = Counter(
             "gate_upstream_errors_total",

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, TypeAlias, TypeVar, cast
 
 __all__ = ["Later", "Step", "resolved", "spawn", "then"]
 
@@ -40,9 +40,27 @@ def spawn(coro: Coroutine[Any, Any, T], name: str, keep: set[asyncio.Task[Any]])
 
 def then(step: Step[T], carry_on: Callable[[T], Later]) -> Later:
     """Continue with ``step``'s result at once, or return the coroutine that waits for it."""
-    if asyncio.iscoroutine(step):
-        return _later(step, carry_on)
-    return carry_on(step)  # not a coroutine: the result itself
+    if _waits(step):
+        return _later(cast(Coroutine[Any, Any, T], step), carry_on)
+    return carry_on(cast(T, step))  # not a coroutine: the result itself
+
+
+_KINDS: dict[type, bool] = {}  # filled as types are met: one per step type (~10 in all)
+
+
+def _waits(step: object) -> bool:
+    """Whether ``step`` is a coroutine, remembered per type.
+
+    ``asyncio.iscoroutine`` says no only after asking the ``Coroutine`` ABC
+    (about a microsecond), and a ready result is the common case.
+    """
+    kind = type(step)
+    known = _KINDS.get(kind)
+    if known is None:
+        known = asyncio.iscoroutine(step)
+        if len(_KINDS) < 64:
+            _KINDS[kind] = known
+    return known
 
 
 async def _later(step: Coroutine[Any, Any, T], carry_on: Callable[[T], Later]) -> None:
@@ -53,7 +71,7 @@ async def _later(step: Coroutine[Any, Any, T], carry_on: Callable[[T], Later]) -
 
 async def resolved(step: Step[T]) -> T:
     """The result of ``step`` for a caller that is a coroutine already (the gRPC service)."""
-    if asyncio.iscoroutine(step):
-        result: T = await step
+    if _waits(step):
+        result: T = await cast(Coroutine[Any, Any, T], step)
         return result
-    return step  # not a coroutine: the result itself
+    return cast(T, step)  # not a coroutine: the result itself

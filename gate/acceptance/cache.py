@@ -16,13 +16,20 @@ from typing import NamedTuple
 
 from gate.core.policy import State
 
-__all__ = ["Entry", "PairCache", "source_of"]
+__all__ = ["ACCEPTED", "Entry", "PairCache", "source_of", "source_of_flags"]
 
 _ACCEPTED, _CONFIRMED, _DIRECT = 1, 2, 4
+ACCEPTED = _ACCEPTED  # the flag bit that marks an accepted pair (``fresh_flags``)
 _SHIFT = 3  # the flag bits below the stored time
+_FLAG_BITS = (1 << _SHIFT) - 1
 
 
 _FLAGS = {"confirmation": _CONFIRMED, "direct": _DIRECT}
+
+
+def source_of_flags(flags: int) -> str:
+    """What confirmed an accepted pair, by its flag bits (a confirmation wins)."""
+    return "confirmation" if flags & _CONFIRMED else "direct" if flags & _DIRECT else "agreement"
 
 
 def source_of(value: object) -> str:
@@ -65,26 +72,27 @@ class PairCache:
         self._wall = wall
 
     def fresh(self, key: str) -> State | None:
-        """The state of a pair still within its TTL; the hot path's one question."""
+        """The state of a pair still within its TTL."""
+        flags = self.fresh_flags(key)
+        if flags < 0:
+            return None
+        return State.ACCEPTED if flags & _ACCEPTED else State.NOT_ACCEPTED
+
+    def fresh_flags(self, key: str) -> int:
+        """A pair still within its TTL as its flag bits (``source_of_flags``); -1 when not.
+
+        The hot path's one question: one dict read, and a move to the LRU's end on a hit.
+        """
         packed = self._data.get(key)
         if packed is None:
-            return None
+            return -1
         age = int(self._clock() * 1000) - (packed >> _SHIFT)
         if packed & _ACCEPTED:
             if age < self._positive_ms:
                 self._data[key] = self._data.pop(key)  # most recently used: last out
-                return State.ACCEPTED
-            return None
-        return State.NOT_ACCEPTED if age < self._negative_ms else None
-
-    def fresh_source(self, key: str) -> str | None:
-        """What confirmed a pair still within its positive TTL (``fresh`` first said ACCEPTED)."""
-        packed = self._data.get(key)
-        if packed is None or not packed & _ACCEPTED:
-            return None
-        return "confirmation" if packed & _CONFIRMED else "direct" if packed & _DIRECT else (
-            "agreement"
-        )  # fmt: skip
+                return packed & _FLAG_BITS
+            return -1
+        return packed & _FLAG_BITS if age < self._negative_ms else -1
 
     def get(self, key: str) -> Entry | None:
         """The entry while it is kept (fresh, or accepted and within stale-if-error)."""

@@ -33,7 +33,7 @@ from typing import Any, NamedTuple
 
 from cachetools import TTLCache
 
-from gate.acceptance.cache import Entry, PairCache, source_of
+from gate.acceptance.cache import ACCEPTED, Entry, PairCache, source_of, source_of_flags
 from gate.acceptance.lookup import Finding, LookupRules, look_up, request_headers
 from gate.acceptance.shared import SharedTier
 from gate.acceptance.throttle import Throttle, asked_wait
@@ -93,6 +93,10 @@ _HIT_ACCEPTED = {
     for source in ("agreement", "direct", "confirmation")
 }
 _HIT_NOT_ACCEPTED = Outcome(State.NOT_ACCEPTED, "hit")
+_HITS = tuple(  # a cache hit's answer by the pair's flag bits (PairCache.fresh_flags)
+    _HIT_ACCEPTED[source_of_flags(flags)] if flags & ACCEPTED else _HIT_NOT_ACCEPTED
+    for flags in range(8)
+)
 _PROOF_TTL_S = 3600.0  # a caller's token the upstream took is trusted this long at most
 
 
@@ -141,14 +145,11 @@ class AcceptanceStore:
 
     def peek(self, partner: str, customer: str) -> Outcome | None:
         """A fresh cached answer, without awaiting anything."""
-        key = f"{partner}/{customer}"
-        state = self._cache.fresh(key)
-        if state is None:
+        flags = self._cache.fresh_flags(f"{partner}/{customer}")
+        if flags < 0:
             return None
         self._hits.inc()
-        if state is State.ACCEPTED:
-            return _HIT_ACCEPTED[self._cache.fresh_source(key) or "agreement"]
-        return _HIT_NOT_ACCEPTED
+        return _HITS[flags]
 
     async def lookup(
         self,

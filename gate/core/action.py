@@ -34,17 +34,35 @@ class Head(Protocol):
     def getall(self, name: str) -> Sequence[str]: ...
 
 
-class Forward(NamedTuple):
-    """Send the call upstream. ``body`` is the body the gate read (None: stream it on)."""
+class Forward:
+    """Send the call upstream. ``body`` is the body the gate read (None: stream it on).
 
-    target: str
-    decision: str | None = None
-    body: bytes | None = None
-    record: Caller | None = None
-    trace: Trace | None = None
-    # Partner Center's 600061 ("already exists") proves acceptance too: only while any
-    # agreement counts (LookupRules.any_agreement), else the existing one may not.
-    existing_counts: bool = True
+    A plain class (compiled, a native one), not a NamedTuple: one is made for every
+    call, and a NamedTuple's constructor runs as interpreted Python.
+    """
+
+    __slots__ = ("body", "decision", "existing_counts", "record", "target", "trace")
+
+    def __init__(
+        self,
+        target: str,
+        decision: str | None = None,
+        body: bytes | None = None,
+        record: Caller | None = None,
+        trace: Trace | None = None,
+        # Partner Center's 600061 ("already exists") proves acceptance too: only while any
+        # agreement counts (LookupRules.any_agreement), else the existing one may not.
+        existing_counts: bool = True,
+    ) -> None:
+        self.target = target
+        self.decision = decision
+        self.body = body
+        self.record = record
+        self.trace = trace
+        self.existing_counts = existing_counts
+
+    def __repr__(self) -> str:
+        return f"Forward({self.target!r}, decision={self.decision!r})"
 
 
 class Answer(NamedTuple):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, Final
 
@@ -76,14 +77,27 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 # exactly (Decimal): as a float, 10.9999999999999999 would round to 11, which a decimal-reading
 # upstream does not.
 _DECODER = json.JSONDecoder(object_pairs_hook=_object, parse_float=Decimal)
+# (text, index) -> (document, end), StopIteration when no document starts there
+_SCAN: Callable[[str, int], tuple[Any, int]] = _DECODER.scan_once  # type: ignore[attr-defined]
+_BOM = b"\xef\xbb\xbf"  # a UTF-8 byte order mark, as utf-8-sig skips it
+_BLANKS = " \t\n\r"  # JSON's white space (RFC 8259 §2), no other
 
 
 def parse(raw: bytes) -> Any:
-    """The decoded document with folded keys (``fold``), NOT_JSON, or AmbiguousBody."""
-    if not raw.strip():
-        return NOT_JSON
+    """The decoded document with folded keys (``fold``), NOT_JSON, or AmbiguousBody.
+
+    The decoder's C scanner is called directly: ``json.loads`` and
+    ``JSONDecoder.decode`` add a Python-level wrapper (and a regex per call) around it.
+    """
     try:
-        return _DECODER.decode(raw.decode("utf-8-sig"))
+        text = raw[3:].decode() if raw.startswith(_BOM) else raw.decode()
+    except UnicodeDecodeError:
+        return NOT_JSON
+    start = len(text) - len(text.lstrip(_BLANKS))
+    if start == len(text):
+        return NOT_JSON  # empty, or JSON white space only
+    try:
+        doc, end = _SCAN(text, start)
     except _Duplicate as dup:
         raise AmbiguousBody(
             "The JSON body repeats a key (keys are compared case-insensitively, "
@@ -91,8 +105,11 @@ def parse(raw: bytes) -> Any:
             "so the gate and the upstream could read different values.",
             [{"key": dup.key}],
         ) from None
-    except (UnicodeDecodeError, ValueError, RecursionError):
+    except (StopIteration, ValueError, RecursionError):
         return NOT_JSON
+    if end != len(text) and text[end:].strip(_BLANKS):
+        return NOT_JSON  # more than white space after the document
+    return doc
 
 
 def _lower(value: Any) -> Any:

@@ -15,7 +15,7 @@ import functools
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gate.config import EDIT_FIELDS
 from gate.core import body, edits
@@ -63,17 +63,25 @@ class Acceptance(Protocol):
         ...
 
 
-class Pending(NamedTuple):
-    """A gated call identified and checked, waiting on the acceptance store (or a seat count)."""
+class Pending:
+    """A gated call identified and checked, waiting on the acceptance store (or a seat count).
 
-    gated: Gated
-    caller: Caller
-    doc: Any
-    raw: bytes
-    authorization: str
-    outcome: Outcome | None = None
-    kind: str | None = None  # what a compared edit turned out to be; None: changes nothing
-    compared: bool = False  # compared with the current subscription
+    Filled in as the facts arrive (a plain class, native when compiled: one per gated call).
+    """
+
+    __slots__ = ("authorization", "caller", "compared", "doc", "gated", "kind", "outcome", "raw")
+
+    def __init__(
+        self, gated: Gated, caller: Caller, doc: Any, raw: bytes, authorization: str
+    ) -> None:
+        self.gated = gated
+        self.caller = caller
+        self.doc = doc
+        self.raw = raw
+        self.authorization = authorization
+        self.outcome: Outcome | None = None
+        self.kind: str | None = None  # what a compared edit turned out to be; None: no change
+        self.compared = False  # compared with the current subscription
 
 
 def _known(pending: Pending) -> Facts:
@@ -157,12 +165,11 @@ class Decider:
             step = self._identify(gated, head, raw)
             if not isinstance(step, Pending):
                 return step
-            outcome = self._store.peek(step.caller.partner, step.caller.customer)
-            pending = step if outcome is None else step._replace(outcome=outcome)
-            judged = judge(_known(pending), gated.runtime)
+            step.outcome = self._store.peek(step.caller.partner, step.caller.customer)
+            judged = judge(_known(step), gated.runtime)
             if isinstance(judged, Needs):
-                return self._gather(pending, judged)
-            return self._conclude(pending, judged)
+                return self._gather(step, judged)
+            return self._conclude(step, judged)
         except GateError as error:
             return answer_error(error, gated.trace)
 
@@ -171,7 +178,7 @@ class Decider:
         gated = pending.gated
         try:
             while True:
-                pending = await self._fetch(pending, needs)
+                await self._fetch(pending, needs)
                 judged = judge(_known(pending), gated.runtime)
                 if not isinstance(judged, Needs):
                     return self._conclude(pending, judged)
@@ -179,19 +186,20 @@ class Decider:
         except GateError as error:
             return answer_error(error, gated.trace)
 
-    async def _fetch(self, pending: Pending, needs: Needs) -> Pending:
+    async def _fetch(self, pending: Pending, needs: Needs) -> None:
+        """Fill in the fact the judge needs."""
         gated, caller = pending.gated, pending.caller
         if needs is NEEDS_ACCEPTANCE:
-            outcome = await self._store.lookup(
+            pending.outcome = await self._store.lookup(
                 caller.partner,
                 caller.customer,
                 pending.authorization,
                 gated.trace.correlation,
                 gated.runtime.lookup_rules,
             )
-            return pending._replace(outcome=outcome)
-        kind = await self._changed_kind(gated, pending.authorization, pending.doc)
-        return pending._replace(kind=kind, compared=True)
+            return
+        pending.kind = await self._changed_kind(gated, pending.authorization, pending.doc)
+        pending.compared = True
 
     def _identify(self, gated: Gated, head: Head, raw: bytes) -> Action | Pending:
         """Everything before the acceptance store: exemptions, body rules, the partner, R6."""

@@ -22,17 +22,32 @@ if TYPE_CHECKING:  # the runtime compiles gate.acceptance.lookup's rules
 __all__ = ["NEEDS_ACCEPTANCE", "NEEDS_COMPARISON", "Facts", "Needs", "exemptable", "judge"]
 
 
-class Facts(NamedTuple):
-    """What is known about a gated call from a known partner whose body keeps it gated."""
+class Facts:
+    """What is known about a gated call from a known partner whose body keeps it gated.
 
-    partner: str
-    customer: str
-    when: str  # the matched rule's `when` (changes_quantity: a subscription edit)
-    at: float  # when it was called, epoch seconds (enforce_from)
-    acceptance: State | None = None  # what the store answered; None: not asked yet
-    denied: bool = False  # the upstream refused the caller's own credentials on the lookup
-    same: bool | None = None  # an edit compared with the current subscription changed nothing
-    # gated (True), changed something (False); None: not compared
+    A plain class (native when compiled): one is made per gated call.
+    """
+
+    __slots__ = ("acceptance", "at", "customer", "denied", "partner", "same", "when")
+
+    def __init__(
+        self,
+        partner: str,
+        customer: str,
+        when: str,  # the matched rule's `when` (changes_quantity: a subscription edit)
+        at: float,  # when it was called, epoch seconds (enforce_from)
+        acceptance: State | None = None,  # what the store answered; None: not asked yet
+        denied: bool = False,  # the upstream refused the caller's own credentials on the lookup
+        same: bool | None = None,  # an edit compared with the current subscription changed
+        # nothing (True), changed something (False); None: not compared
+    ) -> None:
+        self.partner = partner
+        self.customer = customer
+        self.when = when
+        self.at = at
+        self.acceptance = acceptance
+        self.denied = denied
+        self.same = same
 
 
 class Needs(NamedTuple):

@@ -9,7 +9,6 @@ names, emails, phone numbers and tokens never reach a trace.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 from gate.core.classify import Transaction
 from gate.core.policy import Verdict
@@ -19,26 +18,42 @@ from gate.metrics import Metrics
 __all__ = ["Trace", "finish"]
 
 
-@dataclass(slots=True)
 class Trace:
-    """What one gated call's decision log line will say."""
+    """What one gated call's decision log line will say.
 
-    transaction: Transaction
-    method: str
-    path: str
-    correlation: str | None
-    started: float
-    partner: str | None = None
-    resellers: tuple[str, ...] = ()
-    verdict: str | None = None
-    reason: str = ""
-    cache: str = "none"
-    acceptance: str | None = None  # the state the store answered; None when nobody asked
-    source: str | None = None  # what confirmed: agreement | direct | confirmation
-    why: str = ""  # why a lookup did not confirm: no_agreement, before_accepted_since, ...
-    facts: str | None = None  # what the body said that the rule's `when` depends on
-    gated: bool = True  # False once the body shows the call is not gated after all
-    recorded: bool = False  # a confirmation whose answer proved acceptance was recorded
+    A plain class, not a dataclass: compiled, it is a native class, and a
+    dataclass's generated ``__init__`` would run as interpreted Python.
+    """
+
+    __slots__ = (
+        "acceptance", "cache", "correlation", "facts", "gated", "method", "partner", "path",
+        "reason", "recorded", "resellers", "source", "started", "transaction", "verdict", "why",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        transaction: Transaction,
+        method: str,
+        path: str,
+        correlation: str | None,
+        started: float,
+    ) -> None:
+        self.transaction = transaction
+        self.method = method
+        self.path = path
+        self.correlation = correlation
+        self.started = started
+        self.partner: str | None = None
+        self.resellers: tuple[str, ...] = ()
+        self.verdict: str | None = None
+        self.reason = ""
+        self.cache = "none"
+        self.acceptance: str | None = None  # the state the store answered; None: nobody asked
+        self.source: str | None = None  # what confirmed: agreement | direct | confirmation
+        self.why = ""  # why a lookup did not confirm: no_agreement, before_accepted_since, ...
+        self.facts: str | None = None  # what the body said that the rule's `when` turned on
+        self.gated = True  # False once the body shows the call is not gated after all
+        self.recorded = False  # a confirmation whose answer proved acceptance was recorded
 
     def refused(self, error_name: str) -> str:
         """Mark a refusal (unless a verdict that let it through stands) and say the header."""

@@ -16,7 +16,6 @@ import asyncio
 import functools
 import time
 from collections.abc import Callable
-from typing import NamedTuple
 
 from gate.core.action import Forward, answer_error
 from gate.errors import GateError, UpstreamTimeout, UpstreamUnavailable
@@ -33,12 +32,15 @@ __all__ = ["Relayed", "Settle", "forward", "upstream_headers"]
 _NO_BODY = frozenset({204, 304})
 
 
-class Relayed(NamedTuple):
+class Relayed:
     """How a forwarded call ended: the status the client got, and the body when kept."""
 
-    status: int
-    error: str | None = None  # the gate's errorName when it answered in the upstream's place
-    body: bytes | None = None  # the whole answer, when ``inspect`` asked for it and it fit
+    __slots__ = ("body", "error", "status")
+
+    def __init__(self, status: int, error: str | None = None, body: bytes | None = None) -> None:
+        self.status = status
+        self.error = error  # the gate's errorName when it answered in the upstream's place
+        self.body = body  # the whole answer, when ``inspect`` asked for it and it fit
 
 
 def _translated(exc: TimeoutError | UpstreamClosed, metrics: Metrics | None) -> GateError:
@@ -168,7 +170,7 @@ def _answered(
         if action.decision is not None:
             block += b"X-Gate-Decision: %s\r\n" % action.decision.encode()
         if settle is not None:  # recorded and logged before the caller hears (confirmations)
-            settle(Relayed(status, body=whole))
+            settle(Relayed(status, None, whole))
         cycle.respond(status, upstream.reason_bytes, block, length=len(whole), body=whole)
         held = None
         metrics.in_flight -= 1
@@ -200,7 +202,7 @@ class _Once:
     def kept(self, status: int, whole: bytes) -> None:
         self.told = True
         if self.settle is not None:
-            self.settle(Relayed(status, body=whole))
+            self.settle(Relayed(status, None, whole))
 
     def ended(self, cycle: Cycle, relayed: Relayed | None) -> None:
         """Told unless it was already; also when the client left mid-answer."""
@@ -318,7 +320,7 @@ async def _relay(
         if kept is not None:
             kept(status, whole)
         cycle.respond(status, reason, block, length=len(whole), body=whole)
-        return Relayed(status, body=whole)
+        return Relayed(status, None, whole)
     limit = INSPECT_ANSWER if inspect else BUFFER_ANSWER
     pieces: list[bytes] = []
     if length is None or length <= limit:
@@ -334,7 +336,7 @@ async def _relay(
                 if kept is not None:
                     kept(status, whole)
                 cycle.respond(status, reason, block, length=len(whole), body=whole)
-                return Relayed(status, body=whole)
+                return Relayed(status, None, whole)
         except (TimeoutError, UpstreamClosed) as exc:  # nothing sent yet: still a 502/504
             return _refuse(cycle, _translated(exc, metrics), decision)
     return await _stream(cycle, upstream, status, reason, block, length, pieces, metrics)

@@ -21,8 +21,14 @@ def runtime(**config: Any) -> Runtime:
 
 
 def facts(**changes: Any) -> Facts:
-    base = Facts(PARTNER_A, CUSTOMER, "adds_line_items", AFTER, State.NOT_ACCEPTED)
-    return base._replace(**changes)
+    known: dict[str, Any] = {
+        "partner": PARTNER_A,
+        "customer": CUSTOMER,
+        "when": "adds_line_items",
+        "at": AFTER,
+        "acceptance": State.NOT_ACCEPTED,
+    }
+    return Facts(**{**known, **changes})
 
 
 def said(judged: Decision | Needs | None) -> tuple[str, str] | str | None:
