@@ -105,8 +105,8 @@ def parse(raw: bytes) -> Any:
             "so the gate and the upstream could read different values.",
             [{"key": dup.key}],
         ) from None
-    except (StopIteration, ValueError, RecursionError):
-        return NOT_JSON
+    except (StopIteration, ValueError, RecursionError, ArithmeticError):
+        return NOT_JSON  # ArithmeticError: a number Decimal cannot hold (1e4555555555555555555)
     if end != len(text) and text[end:].strip(_BLANKS):
         return NOT_JSON  # more than white space after the document
     return doc

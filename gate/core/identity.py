@@ -13,17 +13,22 @@ import binascii
 import json
 import re
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 __all__ = ["Caller", "partner_from_header", "partner_from_token"]
 
 _TENANT = re.compile(r"[A-Za-z0-9._-]{1,128}")
 
 
-class Caller(NamedTuple):
-    partner: str
-    customer: str
-    resellers: tuple[str, ...] = ()
+class Caller:
+    """Who calls about whom: one per gated call (a native class when compiled)."""
+
+    __slots__ = ("customer", "partner", "resellers")
+
+    def __init__(self, partner: str, customer: str, resellers: tuple[str, ...] = ()) -> None:
+        self.partner = partner
+        self.customer = customer
+        self.resellers = resellers  # indirect resellers the body names (partnerIdOnRecord)
 
 
 def _tenant(value: Any) -> str | None:

@@ -19,7 +19,7 @@ import httptools
 from gate.http.limits import HIGH_WATER
 from gate.http.vocabulary import PLAIN_TOKENS, RESPONSE_DROP
 
-__all__ = ["Connection", "UpstreamClosed", "UpstreamResponse", "relayed_headers"]
+__all__ = ["Connection", "Told", "UpstreamClosed", "UpstreamResponse", "relayed_headers"]
 
 
 def relayed_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
@@ -36,6 +36,10 @@ def relayed_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, byt
 
 class UpstreamClosed(Exception):
     """The upstream connection broke, or what came back was not valid HTTP."""
+
+
+Told = Callable[["UpstreamResponse | BaseException"], None]
+"""Handed an exchange's answer head, or why there is none (``Connection.begin_told``)."""
 
 
 class Connection(asyncio.Protocol):
@@ -60,7 +64,10 @@ class Connection(asyncio.Protocol):
         self._framed = False
         self._tokens = False  # a Connection header names other headers
         self._reason = b""
+        self._armed = False  # an exchange is under way (begin() until idle())
         self._head_ready: asyncio.Future[UpstreamResponse] | None = None
+        self._told: Told | None = None  # begin_told's callback, until it is told once
+        self._due: UpstreamResponse | None = None  # a head to tell once llhttp is done
         self._chunks: collections.deque[bytes] = collections.deque()
         self._buffered = 0
         self._waiter: asyncio.Future[None] | None = None
@@ -81,7 +88,7 @@ class Connection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
-        if self._head_ready is None or self.done:
+        if not self._armed or self.done:
             self._fail(UpstreamClosed("the upstream sent bytes nobody asked for"))
             return
         self._received_any = True
@@ -90,11 +97,16 @@ class Connection(asyncio.Protocol):
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
             self._fail(UpstreamClosed(f"the upstream's answer is not valid HTTP: {exc}"))
+            return
+        due = self._due
+        if due is not None:  # told after this read's body bytes are in: often the whole body
+            self._due = None
+            self._tell(due)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         response = self._response
-        if self._head_ready is not None and not self.done:
+        if self._armed and not self.done:
             if response is not None and response.until_close and exc is None:
                 self.done = True  # a body delimited by the (orderly) end of the connection
                 self._wake()
@@ -163,7 +175,9 @@ class Connection(asyncio.Protocol):
         self._release_writer(None)  # an early answer: stop sending, never reuse the connection
         if self._bodiless:  # llhttp would wait for a HEAD body: end here, never reuse
             self.done, self.keep_alive = True, False
-        if self._head_ready is not None and not self._head_ready.done():
+        if self._told is not None:
+            self._due = response
+        elif self._head_ready is not None and not self._head_ready.done():
             self._head_ready.set_result(response)
 
     def on_body(self, chunk: bytes) -> None:
@@ -190,9 +204,16 @@ class Connection(asyncio.Protocol):
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
+    def _tell(self, result: UpstreamResponse | BaseException) -> None:
+        told, self._told = self._told, None
+        if told is not None:
+            told(result)
+
     def _fail(self, error: BaseException) -> None:
         if self.error is None:
             self.error = error
+        self._due = None
+        self._tell(error)
         if self._head_ready is not None and not self._head_ready.done():
             self._head_ready.set_exception(error)
         if self._waiter is not None and not self._waiter.done():
@@ -208,12 +229,27 @@ class Connection(asyncio.Protocol):
             self.transport.close()
 
     def begin(self, method: str) -> asyncio.Future[UpstreamResponse]:
+        """Arm an exchange; the future gets the answer's head (or the failure)."""
+        self._start(method)
+        self._head_ready = self._future()
+        return self._head_ready
+
+    def begin_told(self, method: str, told: Told) -> None:
+        """Arm an exchange whose answer's head (or failure) ``told`` is handed once, directly.
+
+        No future, no loop callback: told from ``data_received`` once llhttp has
+        read what arrived with the head (usually the whole answer), or from the
+        failure (broken connection, invalid answer, the watchdog's timeout).
+        """
+        self._start(method)
+        self._told = told
+
+    def _start(self, method: str) -> None:
         self._reset()
+        self._armed = True
         self.heard_at = self._loop.time()
         self._bodiless = method == "HEAD"
         self.sending = True
-        self._head_ready = self._future()
-        return self._head_ready
 
     async def write(self, data: bytes) -> None:
         if self.closed or self.transport is None:
@@ -225,7 +261,7 @@ class Connection(asyncio.Protocol):
 
     def silent_for(self, now: float) -> float:
         """How long an unfinished exchange has waited on the upstream, and only on it."""
-        if self._head_ready is None or self.done or self._buffered:
+        if not self._armed or self.done or self._buffered:
             return 0.0  # idle, finished, or it is our reader that is slow, not the upstream
         if self.sending and self._drained is None and not self.answered:
             return 0.0  # waiting for the client's next body bytes
@@ -259,6 +295,7 @@ class Connection(asyncio.Protocol):
 
     def idle(self) -> None:
         """Between exchanges: any byte the upstream sends now is an error."""
+        self._armed = False
         self._head_ready = None
 
     @property

@@ -12,8 +12,6 @@ call whose pooled connection turned out dead.
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import time
 from collections.abc import Callable
 
@@ -118,70 +116,86 @@ def _send_now(
     """On an idle pooled connection, at once; False when none is free."""
     inspect = action.record is not None
     lines = upstream_headers(cycle.head, cycle.peer, inspect=inspect, proto=cycle.proto)
-    started = pool.send_now(cycle.method, action.target, lines, action.body)
-    if started is None:
+    sent = _Sent(cycle, action, pool, metrics, settle)
+    conn = pool.send_now(cycle.method, action.target, lines, action.body, sent.told)
+    if conn is None:
         return False
-    conn, head_ready = started
+    sent.conn = conn
     metrics.in_flight += 1
-    head_ready.add_done_callback(
-        functools.partial(
-            _answered, cycle, action, pool, metrics, conn, time.perf_counter(), settle
-        )
-    )
     return True
 
 
-def _answered(
-    cycle: Cycle,
-    action: Forward,
-    pool: UpstreamPool,
-    metrics: Metrics,
-    conn: Connection,
-    started: float,
-    settle: Settle | None,
-    head_ready: asyncio.Future[UpstreamResponse],
-) -> None:
-    """The answer's head arrived for a call ``_send_now`` sent (or the exchange failed)."""
-    held: UpstreamResponse | None = None  # an answer whose slot and count are still ours
-    try:
+class _Sent:
+    """A call ``_send_now`` sent: its connection tells it the answer's head, or the failure."""
+
+    __slots__ = ("action", "conn", "cycle", "metrics", "pool", "settle", "started")
+
+    def __init__(
+        self,
+        cycle: Cycle,
+        action: Forward,
+        pool: UpstreamPool,
+        metrics: Metrics,
+        settle: Settle | None,
+    ) -> None:
+        self.cycle, self.action, self.pool = cycle, action, pool
+        self.metrics, self.settle = metrics, settle
+        self.conn: Connection | None = None
+        self.started = time.perf_counter()
+
+    def told(self, result: UpstreamResponse | BaseException) -> None:
+        """The answer's head arrived (with what came along of its body), or the exchange failed."""
+        cycle, action, metrics, settle = self.cycle, self.action, self.metrics, self.settle
+        conn = self.conn
+        assert conn is not None
+        held: UpstreamResponse | None = None  # an answer whose slot and count are still ours
         try:
-            upstream = head_ready.result()
-        except (TimeoutError, UpstreamClosed) as exc:
-            pool.abandon(conn)
-            metrics.in_flight -= 1
-            resend = action.body is None and isinstance(exc, UpstreamClosed)
-            if resend and pool.retryable(conn, cycle.method):
-                # A pooled connection the upstream had closed: the one re-send, on a new one.
-                cycle.carry_on(_forward(cycle, action, pool, metrics, settle, fresh=True))
+            if not isinstance(result, UpstreamResponse):
+                self._failed(result)
                 return
-            _settled(cycle, _refuse(cycle, _translated(exc, metrics), action.decision), settle)
-            return
-        held = upstream
-        upstream.on_release = pool.give_back
-        metrics.upstream_duration.observe(time.perf_counter() - started)
-        status = upstream.status
-        whole = upstream.whole() if status >= 200 and status not in _NO_BODY else None
-        if whole is None or cycle.method == "HEAD":
-            relay = _relay_and_release(cycle, upstream, action, metrics, settle)
-            held = None  # the relay releases them now
-            cycle.carry_on(relay)
-            return
-        block = upstream.relayed
-        if action.decision is not None:
-            block += b"X-Gate-Decision: %s\r\n" % action.decision.encode()
-        if settle is not None:  # recorded and logged before the caller hears (confirmations)
-            settle(Relayed(status, None, whole))
-        cycle.respond(status, upstream.reason_bytes, block, length=len(whole), body=whole)
-        held = None
-        metrics.in_flight -= 1
-        upstream.release()
-        cycle.done()
-    except Exception as exc:  # a bug: the connection must not be left hanging
-        if held is not None:  # after the head: its connection closed, its slot and count freed
+            held = upstream = result
+            upstream.on_release = self.pool.give_back
+            metrics.upstream_duration.observe(time.perf_counter() - self.started)
+            status = upstream.status
+            whole = upstream.whole() if status >= 200 and status not in _NO_BODY else None
+            if whole is None or cycle.method == "HEAD":
+                relay = _relay_and_release(cycle, upstream, action, metrics, settle)
+                held = None  # the relay releases them now
+                cycle.carry_on(relay)
+                return
+            block = upstream.relayed
+            if action.decision is not None:
+                block += b"X-Gate-Decision: %s\r\n" % action.decision.encode()
+            if settle is not None:  # recorded and logged before the caller hears (confirmations)
+                settle(Relayed(status, None, whole))
+            cycle.respond(status, upstream.reason_bytes, block, length=len(whole), body=whole)
+            held = None
             metrics.in_flight -= 1
-            conn.close()
-            held.release()
-        cycle.fail(exc)
+            upstream.release()
+            cycle.done()
+        except Exception as exc:  # a bug: the connection must not be left hanging
+            if held is not None:  # after the head: its connection closed, its slot and count freed
+                metrics.in_flight -= 1
+                conn.close()
+                held.release()
+            cycle.fail(exc)
+
+    def _failed(self, error: BaseException) -> None:
+        """No answer: the one re-send of a read on a fresh connection, or a 502/504."""
+        cycle, action, pool, metrics = self.cycle, self.action, self.pool, self.metrics
+        conn = self.conn
+        assert conn is not None
+        pool.abandon(conn)
+        metrics.in_flight -= 1
+        if not isinstance(error, TimeoutError | UpstreamClosed):
+            raise error  # not an exchange failure: a bug, answered 500 by told()
+        resend = action.body is None and isinstance(error, UpstreamClosed)
+        if resend and pool.retryable(conn, cycle.method):
+            # A pooled connection the upstream had closed: the one re-send, on a new one.
+            cycle.carry_on(_forward(cycle, action, pool, metrics, self.settle, fresh=True))
+            return
+        refused = _refuse(cycle, _translated(error, metrics), action.decision)
+        _settled(cycle, refused, self.settle)
 
 
 def _settled(cycle: Cycle, relayed: Relayed, settle: Settle | None) -> None:

@@ -183,7 +183,10 @@ class ProxyProtocol(asyncio.Protocol):
         self._head, self._fresh, self._pending = None, False, 0
         self._phase = _BODY
         found = head.found
-        http10 = parser.get_http_version() == "1.0"
+        keep_alive = parser.should_keep_alive()
+        # Kept alive without a Connection header: HTTP/1.1 (1.0 needs "keep-alive" for it),
+        # so the version (a string httptools formats per call) is read only otherwise.
+        http10 = (not keep_alive or "connection" in found) and parser.get_http_version() == "1.0"
         hosts = found.get("host", ())
         if len(hosts) > 1 or (not hosts and not http10):  # RFC 9112 §3.2
             raise _Refused(MalformedRequest("An HTTP/1.1 request needs exactly one Host header."))
@@ -204,7 +207,7 @@ class ProxyProtocol(asyncio.Protocol):
             (self._url[0] if len(self._url) == 1 else b"".join(self._url)).decode("latin-1"),
             head,
             http10=http10,
-            keep_alive=parser.should_keep_alive() and not self.draining,
+            keep_alive=keep_alive and not self.draining,
             has_body=has_body,
         )
         self._parsing = cycle

@@ -26,7 +26,13 @@ from typing import Protocol
 from yarl import URL
 
 from gate.errors import UpstreamTimeout, UpstreamUnavailable
-from gate.http.connection import Connection, UpstreamClosed, UpstreamResponse, relayed_headers
+from gate.http.connection import (
+    Connection,
+    Told,
+    UpstreamClosed,
+    UpstreamResponse,
+    relayed_headers,
+)
 from gate.http.limits import INLINE_SEND, INSPECT_ANSWER
 
 __all__ = ["Fetched", "Streamed", "UpstreamClosed", "UpstreamPool", "UpstreamResponse", "fetch"]
@@ -108,13 +114,14 @@ class UpstreamPool:
             raise
 
     def send_now(
-        self, method: str, target: str, headers: bytes, body: bytes | None = None
-    ) -> tuple[Connection, asyncio.Future[UpstreamResponse]] | None:
+        self, method: str, target: str, headers: bytes, body: bytes | None, told: Told
+    ) -> Connection | None:
         """Start a request (no body, or one in hand) on an idle pooled connection, not awaiting.
 
         None when no slot is free or no idle connection is open: then use
-        ``request``. Otherwise the caller owns the answer's future and must
-        ``release()`` its answer, or ``abandon()`` the connection when it fails.
+        ``request``. Otherwise ``told`` gets the answer's head (or the failure)
+        once, and its receiver must ``release()`` the answer, or ``abandon()``
+        the connection when it failed.
         """
         if self._free <= 0 or not self._idle:
             return None
@@ -122,14 +129,14 @@ class UpstreamPool:
         if conn is None or conn.transport is None:
             return None
         self._free -= 1
-        head_ready = conn.begin(method)
+        conn.begin_told(method, told)
         self._busy.add(conn)
         if self._watchdog is None:
             self._watch()
         head = _render_head(method, target, self.host_header, headers, body, None)
         conn.transport.write(head + body if body else head)
         conn.sending = False
-        return conn, head_ready
+        return conn
 
     def abandon(self, conn: Connection) -> None:
         """An exchange started with ``send_now`` failed: close its connection, free its slot."""

@@ -103,11 +103,20 @@ def test_parse_lowercases_keys(raw: bytes, expected: Any) -> None:
         pytest.param(b"\xff\xfe{\x00}\x00", id="utf16"),
         pytest.param(b'{"a": "\xff"}', id="invalid-utf8"),
         pytest.param(b"[" * 100_000 + b"]" * 100_000, id="too-deep"),
+        # found by the body fuzzer: Decimal cannot hold the exponent (was a 500)
+        pytest.param(b'{"Quant\xc4\xb1ty": 1e4555555555555555555500}', id="huge-exponent"),
+        pytest.param(b"\x0b{}", id="vertical-tab-is-not-json-white-space"),
+        pytest.param(b"{} \x0c", id="form-feed-after-the-document"),
     ],
 )
 def test_non_json_is_marked(raw: bytes) -> None:
     """§1.1: a body that is not JSON is reported as NOT_JSON, never guessed at."""
     assert parse(raw) is NOT_JSON
+
+
+def test_a_byte_order_mark_and_json_white_space_are_allowed() -> None:
+    """As json.loads(raw.decode("utf-8-sig")) reads them: one BOM, then space, tab, CR, LF."""
+    assert parse(b'\xef\xbb\xbf \t\r\n{"Quantity": 2}\n ') == {"quantity": 2}
 
 
 @pytest.mark.parametrize(
