@@ -15,16 +15,12 @@ TESTS = ROOT / "tests"
 
 # Modules proven over sockets in tests/contract (or by running the CLI) instead of a unit file.
 COVERED_ELSEWHERE = {
-    "acceptance/store": "single-flight lookups, record(), snapshots: tests/contract",
     "admin": "admin listener routes and token: tests/contract",
     "control": "the parent-worker channel: tests/contract/test_workers.py",
     "authz_grpc": "the gRPC ext_authz service: tests/contract/test_authz_grpc.py, real Envoy",
     "app": "app factories: every contract test starts one",
     "http/connection": "one upstream connection, driven through gate.http.upstream in its tests",
     "demo": "run end to end as `gate demo` by tests/test_cli.py",
-    "core/decide": "the decision core: tests/contract (blocking, confirmation, acceptance, errors)",
-    "core/trace": "decision log lines read by tests/contract",
-    "core/refusal": "the 403 13605 and fail-closed 503 bodies: tests/contract/test_blocking.py",
     "http/server": "the front door's listener, clocks and drain: tests/contract",
     "pipeline": "the proxy handler: every contract test goes through it",
     "runtime": "compiled settings and reload: tests/contract",
