@@ -18,13 +18,10 @@ COVERED_ELSEWHERE = {
     "admin": "admin listener routes and token: tests/contract",
     "control": "the parent-worker channel: tests/contract/test_workers.py",
     "authz_grpc": "the gRPC ext_authz service: tests/contract/test_authz_grpc.py, real Envoy",
-    "app": "app factories: every contract test starts one",
-    "http/connection": "one upstream connection, driven through gate.http.upstream in its tests",
+    "app": "app factories, glue: every contract test starts one",
     "demo": "run end to end as `gate demo` by tests/test_cli.py",
-    "http/server": "the front door's listener, clocks and drain: tests/contract",
-    "pipeline": "the proxy handler: every contract test goes through it",
-    "runtime": "compiled settings and reload: tests/contract",
-    "sandbox": "the fake upstream every contract test runs against",
+    "runtime": "glue: settings compiled into one value, no branch; read by tests/core/*",
+    "sandbox": "the test upstream itself: every socket test runs against it",
 }
 # Test files about the package as a whole, not one module.
 PACKAGE_WIDE = {"exports", "layout", "package", "readme"}
