@@ -20,7 +20,6 @@ from gate.acceptance.store import Outcome
 from gate.config import Settings
 from gate.core.action import Action, Answer, Forward, Gated
 from gate.core.decide import Decider
-from gate.core.identity import Caller
 from gate.core.policy import State
 from gate.http.upstream import Fetched
 from gate.runtime import RuntimeHolder, compile_settings
@@ -43,13 +42,17 @@ class Store:
 
     def __init__(self, cached: State | None = None, found: Outcome | None = None) -> None:
         self.cached = cached
-        self.found = found or Outcome(State.NOT_ACCEPTED, "miss", why="no_agreement")
+        self.found = found or Outcome(state=State.NOT_ACCEPTED, cache="miss", why="no_agreement")
         self.peeked: list[tuple[str, str]] = []
         self.lookups: list[tuple[str, str, str, str | None]] = []
 
     def peek(self, partner: str, customer: str) -> Outcome | None:
         self.peeked.append((partner, customer))
-        return None if self.cached is None else Outcome(self.cached, "hit", source="agreement")
+        return (
+            None
+            if self.cached is None
+            else Outcome(state=self.cached, cache="hit", source="agreement")
+        )
 
     async def lookup(
         self,
@@ -223,7 +226,7 @@ def test_a_cached_refusal_is_the_403_13605_answered_now() -> None:
 
 async def test_an_unknown_pair_is_a_coroutine_that_looks_it_up() -> None:
     """A miss returns a coroutine (the front door runs it) that asks the store's lookup once."""
-    store = Store(found=Outcome(State.ACCEPTED, "miss", source="direct"))
+    store = Store(found=Outcome(state=State.ACCEPTED, cache="miss", source="direct"))
     core = decider(store)
     head = Head(auth(), **{"MS-CorrelationId": "corr-9"})
     step = core.decide(gated(core, **{"MS-CorrelationId": "corr-9"}), head, body(order()))
@@ -247,7 +250,7 @@ async def test_a_lookup_not_accepted_is_refused_with_its_reason() -> None:
 
 async def test_a_failed_lookup_fails_closed_with_retry_after() -> None:
     """§2: a lookup error under on_lookup_error = block is a 503 with Retry-After."""
-    store = Store(found=Outcome(State.UNKNOWN, "throttled", retry_after=30.0))
+    store = Store(found=Outcome(state=State.UNKNOWN, cache="throttled", retry_after=30.0))
     core = decider(store)
     action = await later(core.decide(gated(core), Head(auth()), body(order())))
     assert isinstance(action, Answer)
@@ -258,7 +261,7 @@ async def test_a_failed_lookup_fails_closed_with_retry_after() -> None:
 
 async def test_a_failed_lookup_fails_open_as_would_block_when_configured() -> None:
     """on_lookup_error = allow: forwarded, flagged would-block."""
-    store = Store(found=Outcome(State.UNKNOWN, "error"))
+    store = Store(found=Outcome(state=State.UNKNOWN, cache="error"))
     core = decider(store, acceptance={"on_lookup_error": "allow"})
     action = await later(core.decide(gated(core), Head(auth()), body(order())))
     assert isinstance(action, Forward)
@@ -267,8 +270,13 @@ async def test_a_failed_lookup_fails_open_as_would_block_when_configured() -> No
 
 async def test_a_denied_lookup_is_relayed_as_the_upstream_answered() -> None:
     """The lookup's 401 (the caller's own token refused) reaches the caller as it came."""
-    denied = Fetched(401, "Unauthorized", ((b"WWW-Authenticate", b"Bearer"),), b'{"no": 1}')
-    core = decider(Store(found=Outcome(State.UNKNOWN, "miss", denied=denied)))
+    denied = Fetched(
+        status=401,
+        reason="Unauthorized",
+        headers=((b"WWW-Authenticate", b"Bearer"),),
+        body=b'{"no": 1}',
+    )
+    core = decider(Store(found=Outcome(state=State.UNKNOWN, cache="miss", denied=denied)))
     action = await later(core.decide(gated(core), Head(auth()), body(order())))
     assert isinstance(action, Answer)
     assert (action.status, action.body, action.reason, action.own) == (
@@ -356,7 +364,8 @@ def test_a_valid_confirmation_is_forwarded_to_be_recorded() -> None:
     action = core.decide(routed, Head(auth()), raw)
     assert isinstance(action, Forward)
     assert (action.decision, action.body) == ("allowed", raw)
-    assert action.record == Caller(PARTNER_A, CUSTOMER)
+    assert action.record is not None
+    assert (action.record.partner, action.record.customer) == (PARTNER_A, CUSTOMER)
     assert action.trace is not None and action.trace.reason == "confirmation"
     assert store.peeked == []  # a confirmation is never held back by the store
 

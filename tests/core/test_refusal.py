@@ -17,9 +17,9 @@ from gate.runtime import Runtime, compile_settings
 from tests.support import CUSTOMER, PARTNER_A
 
 ORDER = Transaction(kind="new_purchase", rule="create-order", when="always", customer=CUSTOMER)
-CALLER = Caller(PARTNER_A, CUSTOMER)
-NOT_ACCEPTED = Decision(Verdict.BLOCKED, Reason.NOT_ACCEPTED)
-LOOKUP_ERROR = Decision(Verdict.BLOCKED, Reason.LOOKUP_ERROR)
+CALLER = Caller(partner=PARTNER_A, customer=CUSTOMER)
+NOT_ACCEPTED = Decision(verdict=Verdict.BLOCKED, reason=Reason.NOT_ACCEPTED)
+LOOKUP_ERROR = Decision(verdict=Verdict.BLOCKED, reason=Reason.LOOKUP_ERROR)
 
 
 def runtime(**config: Any) -> Runtime:
