@@ -18,6 +18,9 @@ subscription (``current``: the JSON document GET returns, ``--current
 FILE``), it compares as the gate does and names the kind; a current
 document that is not a JSON object is treated as the gate treats an
 unreadable subscription: every named field counts as changed.
+
+This module says what the call is (its rule, its body, the edit it makes);
+``gate.explain_decision`` says what the policy then does with it.
 """
 
 from __future__ import annotations
@@ -25,20 +28,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from gate.acceptance.lookup import DIRECT_PATH
-from gate.config import MCA_TYPE, Settings
+from gate.config import Settings
 from gate.core import body as bodies
 from gate.core import edits
 from gate.core.classify import Transaction, classify, normalize, split_target
 from gate.core.confirmation import attestation_id, problems
-from gate.core.policy import Decision, Policy, State, Verdict
 from gate.core.record import counts
 from gate.errors import GateError
+from gate.explain_decision import describe_decision, what_confirms, what_counts
 from gate.runtime import Runtime, compile_settings
 
 __all__ = ["explain"]
 
-_ANY = "(any partner)"
 _NEXT_TERM = "scheduledNextTermInstructions"
 _SEAT_CHANGE_IF = (
     "a seat change if the quantity differs from the current one; "
@@ -112,14 +113,14 @@ def _without_body(runtime: Runtime, transaction: Transaction, who: str | None) -
         return [
             "gated:       confirmation (payload checked, forwarded, marks the pair accepted "
             "when what it confirms counts)",
-            _counts(runtime, confirmation=True),
+            what_counts(runtime, confirmation=True),
         ]
     when = {
         "always": "always",
         "adds_line_items": "unless the body only cancels (status cancelled, no line items)",
         "changes_quantity": _edit_when(runtime),
     }[transaction.when]
-    return [f"gated:       yes, {when}", *_decision(runtime, transaction, who, None)]
+    return [f"gated:       yes, {when}", *describe_decision(runtime, transaction, who, None)]
 
 
 def _with_body(
@@ -156,7 +157,11 @@ def _with_body(
     seat_check = transaction.when == "changes_quantity" and runtime.seat_changes_only
     gate_line = _SEAT_CHANGE_IF if seat_check else "yes"
     condition = "the quantity differs" if seat_check else None
-    return [*lines, f"gated:       {gate_line}", *_decision(runtime, transaction, who, condition)]
+    return [
+        *lines,
+        f"gated:       {gate_line}",
+        *describe_decision(runtime, transaction, who, condition),
+    ]
 
 
 def _body_rule(runtime: Runtime, transaction: Transaction, doc: Any) -> tuple[bool, str]:
@@ -187,7 +192,7 @@ def _edit(
         return [
             "body:        not JSON: treated as a seat change (§1.1)",
             "gated:       yes",
-            *_decision(runtime, edit, who, None),
+            *describe_decision(runtime, edit, who, None),
         ]
     named = edits.named(doc, fields)
     if not named:
@@ -203,7 +208,7 @@ def _edit(
         ]
         maybe = transaction._replace(kind=edits.kind_of(named) or transaction.kind)
         condition = None if sure else "a named field differs"
-        return lines + _decision(runtime, maybe, who, condition)
+        return lines + describe_decision(runtime, maybe, who, condition)
     changed = edits.changed(doc, _document(current), fields)
     same = [field for field in named if field not in changed]
     lines.append(
@@ -222,7 +227,7 @@ def _edit(
         *lines,
         f"edit:        {kind}",
         "gated:       yes",
-        *_decision(runtime, edit, who, None),
+        *describe_decision(runtime, edit, who, None),
     ]
 
 
@@ -265,145 +270,13 @@ def _confirmation(runtime: Runtime, doc: Any) -> list[str]:
     if counts(doc, runtime.lookup_rules, now):
         return [
             f"body:        {checked}",
-            f"counts:      yes: {_confirms(runtime, doc, attested)}",
+            f"counts:      yes: {what_confirms(runtime, doc, attested)}",
             "decision:    allowed (confirmation): forwarded; a 2xx marks the pair accepted "
             "(source confirmation)",
         ]
     return [
         f"body:        {checked}",
-        f"counts:      no: {_confirms(runtime, doc, attested)}",
+        f"counts:      no: {what_confirms(runtime, doc, attested)}",
         "decision:    allowed (confirmation): forwarded, but a 2xx does not mark the pair "
         "accepted (what it confirms does not count under R4)",
     ]
-
-
-def _confirms(runtime: Runtime, doc: Any, attested: bool) -> str:
-    """What a valid confirmation confirms, against policy.agreement_types and accepted_since."""
-    policy = runtime.settings.policy
-    kind = MCA_TYPE if attested else str(doc.get("type") or "MicrosoftCloudAgreement")
-    dated = "dated the day it is made" if attested else "its dateAgreed"
-    counted = kind.lower() in runtime.lookup_rules.types
-    what = f"a {kind} ({'in' if counted else 'not in'} policy.agreement_types), {dated}"
-    if policy.accepted_since is None:
-        return f"{what} (any date counts)"
-    return f"{what}, counted on or after {_rfc3339(policy.accepted_since)} (accepted_since)"
-
-
-def _rfc3339(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")
-
-
-def _counts(runtime: Runtime, confirmation: bool = False) -> str:
-    """What confirms a pair under R4: the types and date that count (policy keys named)."""
-    policy = runtime.settings.policy
-    since = policy.accepted_since
-    dated = f"dated {_rfc3339(since)} or later (policy.accepted_since)" if since else "any date"
-    line = f"counts:      an agreement of type {' or '.join(policy.agreement_types)}, {dated}"
-    if confirmation:
-        return f"{line}; one naming an attestationId is a {MCA_TYPE} dated the day it is made"
-    return line
-
-
-def _acceptance(runtime: Runtime) -> list[str]:
-    """How acceptance is found for a gated call: the lookup, what counts, the sources."""
-    rules, policy = runtime.lookup_rules, runtime.settings.policy
-    lookup = f"GET .../agreements?agreementType={rules.query}"
-    if rules.direct:
-        lookup += f", then GET .../{DIRECT_PATH} when no agreement counts"
-        direct = "direct (the customer accepted in the Microsoft 365 admin center)"
-    elif not policy.direct_acceptance:
-        direct = "direct off (policy.direct_acceptance = false)"
-    else:
-        direct = f"direct not asked ({MCA_TYPE} is not in policy.agreement_types)"
-    return [
-        f"lookup:      {lookup} (when the pair is not cached)",
-        _counts(runtime),
-        f"sources:     agreement (a listed agreement that counts), {direct}, "
-        "confirmation (a confirmation through the gate that counts); the log and admin "
-        "inspect name it as source",
-    ]
-
-
-def _reasons(runtime: Runtime) -> str:
-    """The refusal's reasons this policy can give, and its ways out."""
-    reasons = ["no_agreement"]
-    if len(runtime.lookup_rules.types) == 1:
-        reasons.append("type_not_counted")
-    if runtime.lookup_rules.accepted_since is not None:
-        reasons.append("before_accepted_since")
-    return (
-        f"refusal:     403 13605 names why ({', '.join(reasons)}) and both ways out: the "
-        "partner's confirmation (attestation flow or POST .../agreements) or the customer's "
-        "acceptance in the Microsoft 365 admin center"
-    )
-
-
-def _decision(
-    runtime: Runtime, transaction: Transaction, who: str | None, condition: str | None
-) -> list[str]:
-    """The policy's decision for both pairs; ``condition``: when an unaccepted call is gated."""
-    policy, settings = runtime.policy, runtime.settings.policy
-    name = who or _ANY
-    exempt = policy.exemption(name)
-    if exempt is not None:
-        return [f"decision:    exempt ({exempt.reason.value})"]
-    now = datetime.now(UTC).timestamp()
-    unaccepted = policy.decide(name, transaction.customer, State.NOT_ACCEPTED, now)
-    percent, mode = settings.enforce_percent, policy.mode_for(name)
-    bucket_unknown = who is None and 0 < percent < 100 and mode == "enforce"
-    outcome = (
-        "depends on the (partner, customer) pair's rollout bucket: pass --partner"
-        if bucket_unknown
-        else "blocked (403) unless accepted"
-        if unaccepted.verdict is Verdict.BLOCKED
-        else f"{unaccepted.verdict.value} ({unaccepted.reason.value}), forwarded"
-    )
-    lines = [
-        f"decision:    mode {mode} for {name}, enforced from "
-        f"{settings.enforce_from.isoformat()}, {percent}% of customers: {outcome}",
-        f"policy:      {_path(runtime, name, transaction.customer, who)}",
-        *_acceptance(runtime),
-        f"accepted:    {_verdict(policy.decide(name, transaction.customer, State.ACCEPTED, now))}",
-    ]
-    if bucket_unknown:
-        lines.append("unaccepted:  blocked (403) or would-block (rollout_observed): pass --partner")
-    elif condition and unaccepted.verdict is Verdict.BLOCKED:
-        lines.append(f"unaccepted:  if {condition}: {_verdict(unaccepted)}; else not gated")
-    else:
-        lines.append(f"unaccepted:  {_verdict(unaccepted)}")
-    if bucket_unknown or unaccepted.verdict is Verdict.BLOCKED:
-        lines.append(_reasons(runtime))
-    if who is None and settings.partners:
-        lines.append(f"note:        {len(settings.partners)} partner override(s) exist: "
-                     "pass --partner to apply one")  # fmt: skip
-    return lines
-
-
-def _path(runtime: Runtime, name: str, customer: str, who: str | None) -> str:
-    """The policy steps an unaccepted pair goes through, in the order the gate takes them."""
-    policy, settings = runtime.policy, runtime.settings.policy
-    mode = policy.mode_for(name)
-    steps = [f"mode {mode} ({'partner override' if who in settings.partners else 'default'})"]
-    if mode == "enforce":
-        started = datetime.now(UTC) >= settings.enforce_from
-        steps.append(f"enforcement date {'passed' if started else 'not reached'}")
-        if started:
-            steps.append(_bucket(policy, settings.enforce_percent, name, customer, who))
-    return " -> ".join(steps)
-
-
-def _bucket(policy: Policy, percent: int, name: str, customer: str, who: str | None) -> str:
-    if percent >= 100:
-        return "rollout 100%: every pair enforced"
-    if percent <= 0:
-        return "rollout 0%: every pair observed"
-    if who is None:
-        return f"rollout {percent}%: the pair's bucket decides (pass --partner)"
-    enforced = policy.in_rollout(name, customer)
-    return f"rollout {percent}%: this pair's bucket is {'enforced' if enforced else 'observed'}"
-
-
-def _verdict(decision: Decision) -> str:
-    if decision.verdict is Verdict.BLOCKED:
-        return f"blocked (403 CustomerAcceptanceRequired, {decision.reason.value}), not forwarded"
-    return f"{decision.verdict.value} ({decision.reason.value}), forwarded"

@@ -222,12 +222,15 @@ def merge(texts: list[str]) -> str:
 
     Right for counters, histograms and the gauges the gate exports (requests in
     flight, cached pairs); ``gate_build_info`` stays 1, and the optional
-    ``_created`` stamps are left out.
+    ``_created`` stamps are left out, with the ``X_created`` families the text
+    format puts them in (else each would stay behind empty: a HELP, no series).
     """
     kinds: dict[str, tuple[str, str]] = {}
     values: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]] = {}
     for text in texts:
         for family in text_string_to_metric_families(text):
+            if family.samples and all(s.name.endswith("_created") for s in family.samples):
+                continue  # a family of creation stamps only
             kinds.setdefault(family.name, (family.type, family.documentation))
             samples = values.setdefault(family.name, {})
             for sample in family.samples:

@@ -94,6 +94,22 @@ def test_workers_are_summed() -> None:
     assert _families(text)["gate_decisions"].type == "counter"
 
 
+def test_the_merge_leaves_no_empty_family_behind() -> None:
+    """DESIGN §5: merged, the families are one process's without its ``_created`` stamps, and
+    none is left empty that one process fills (a scraper would see a HELP with no series)."""
+    texts = [generate_latest(Metrics("test").registry).decode() for _ in range(2)]
+    single, merged = _families(texts[0]), _families(merge(texts))
+    stamps = {name for name, family in single.items() if _only_created(family)}
+    assert stamps  # prometheus-client writes them: the check would pass vacuously otherwise
+    assert set(merged) == set(single) - stamps
+    empty = {name for name, family in merged.items() if not family.samples}
+    assert empty <= {name for name, family in single.items() if not family.samples}
+
+
+def _only_created(family: Metric) -> bool:
+    return bool(family.samples) and all(s.name.endswith("_created") for s in family.samples)
+
+
 async def test_gated_calls_are_counted_at_scrape_time(gate: Gate) -> None:
     """R5 then a cached order: /metrics counts one confirmation, one allowed order, one hit."""
     answer = await gate.client.post(

@@ -9,14 +9,21 @@ and enforces the front door's limits: a head must be complete within
 ``server.body_timeout_s``, and an idle keep-alive connection is closed after
 ``server.keepalive_timeout_s``. Its listener (``gate.http.server.FrontDoor``)
 ticks its clocks once a second; what a request becomes is the handler's work.
+
+The connection's state is written down (h11's "state in one place"): a named
+state saying what it waits for, a set of pause reasons for reading, and its
+three clocks (the state's own: head or keep-alive; a body reader waiting; a
+client not reading its answer) as due times folded into one deadline, so a
+tick is one comparison for every connection with nothing due.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import math
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import httptools
 
@@ -42,11 +49,15 @@ Handler = Callable[[Cycle], Later]
 callbacks. Either way the cycle ends by ``Cycle.done``."""
 _SLACK = 256 * 1024  # what one read may add on top of a head that is still incomplete
 
-# What the parser is reading (one connection's state; ``closed`` is the last one).
-_IDLE = 0  # between requests: the keep-alive clock runs once nothing is queued
-_HEAD = 1  # a head is arriving: the head clock runs (unless the gate paused reading)
-_BODY = 2  # the running or a queued request's body is arriving
-_STOPPED = 3  # parse nothing more: an Upgrade offer, or a refused request (answer, then close)
+# The connection's state: what it waits for, and so which of its own clocks runs.
+_IDLE: Final = 0  # nothing asked, nothing owed: the keep-alive clock (header_timeout_s at first)
+_HEAD: Final = 1  # a head is arriving: the head clock, unless the gate itself paused reading
+_BODY: Final = 2  # the running or a queued request's body is arriving: no clock of its own
+_ANSWERING: Final = 3  # every request sent is in, answers are owed: no clock of its own
+_STOPPED: Final = 4  # parse nothing more (an Upgrade offer, a refusal): answer, then close
+_CLOSED: Final = 5  # closed or cut: nothing more is read or written
+_STATES: Final = ("idle", "head", "body", "answering", "stopped", "closed")
+_NEVER: Final = math.inf  # the due time of a clock that is not running
 
 # Why reading from the client is paused: a set of these bits; reading resumes when it is empty.
 _FOR_BODY = 1  # more than HIGH_WATER of body bytes wait unread
@@ -60,6 +71,10 @@ class _Refused(Exception):
         self.error = error
 
 
+class _Closed(Exception):
+    """Raised from a parser callback to stop parsing once the connection is closed."""
+
+
 class ProxyProtocol(asyncio.Protocol):
     """One client connection: parsing, pipelining, flow control and the client-side clocks."""
 
@@ -69,7 +84,6 @@ class ProxyProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.peer = b"unknown"
         self.proto = door.proto  # X-Forwarded-Proto: this listener's scheme
-        self.closed = False
         self.draining = door.draining
         self._parser = httptools.HttpRequestParser(self)
         self._queue: collections.deque[Cycle] = collections.deque()  # [0] runs, the rest wait
@@ -79,11 +93,15 @@ class ProxyProtocol(asyncio.Protocol):
         self._head: RequestHead | None = None  # the head being parsed
         self._head_size = 0
         self._pending = 0  # bytes fed while a head was incomplete (bounds llhttp's buffer)
-        self._phase = _IDLE
-        self._since = door.loop.time()  # the phase's clock: idle, or the head arriving, since
+        self._state = _IDLE
         self._fresh = True  # no request yet: the first must arrive within header_timeout_s
-        self._body_wait_since: float | None = None
-        self._write_paused_since: float | None = None
+        # The clocks, as the moments they run out (_NEVER when stopped). _deadline is never later
+        # than the earliest: a clock that starts lowers it at once; one that stops or moves later
+        # leaves it early, and the tick that finds nothing due works it out again.
+        self._state_due = door.loop.time() + door.header_timeout  # head or keep-alive clock
+        self._body_due = _NEVER  # a body reader waits for bytes (body_timeout_s)
+        self._write_due = _NEVER  # the client stopped reading its answer (body_timeout_s)
+        self._deadline = self._state_due
         self._drained: asyncio.Future[None] | None = None
         self._pauses = 0  # _FOR_BODY | _FOR_QUEUE
         self._reading_paused = False  # what the transport was last told
@@ -101,8 +119,18 @@ class ProxyProtocol(asyncio.Protocol):
         if self.door.draining:
             self.close()
 
+    @property
+    def closed(self) -> bool:
+        """Closed or cut: nothing more is read or written."""
+        return self._state == _CLOSED
+
+    @property
+    def state(self) -> str:
+        """The connection's state by name: idle, head, body, answering, stopped or closed."""
+        return _STATES[self._state]
+
     def data_received(self, data: bytes) -> None:
-        if self.closed or self._phase == _STOPPED:
+        if self._state >= _STOPPED:
             return
         try:
             self._parser.feed_data(data)
@@ -110,23 +138,24 @@ class ProxyProtocol(asyncio.Protocol):
             refused = exc.__context__
             if isinstance(refused, _Refused):
                 self._refuse(refused.error)
-            else:  # a bug in a callback: answered 500, never a silent drop
+            elif not isinstance(refused, _Closed):  # a bug in a callback: a 500, never silence
                 self.door.logger.error("internal_error", error=type(refused).__name__)
                 self._refuse(GateError("The gate failed to read the request."))
         except httptools.HttpParserUpgrade:
-            self._phase = _STOPPED  # no protocol switch here: answer, then close
+            if self._state != _CLOSED:
+                self._state = _STOPPED  # no protocol switch here: answer, then close
             if self._queue:
                 self._queue[-1].close = True
         except httptools.HttpParserError as exc:
             self._refuse(MalformedRequest(f"The request is not valid HTTP/1.1: {_reason(exc)}."))
         else:
-            if self._phase == _HEAD:  # llhttp holds a partial header line: bound it too
+            if self._state == _HEAD:  # llhttp holds a partial header line: bound it too
                 self._pending += len(data)
                 if self._pending > self.door.max_header_bytes + _SLACK:
                     self._refuse(_head_too_large(self.door.max_header_bytes))
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
+        self._state, self._state_due = _CLOSED, _NEVER
         self.door.connections.discard(self)
         gone = ClientGone()
         for cycle in list(self._queue):  # failing a body may finish its cycle
@@ -138,10 +167,12 @@ class ProxyProtocol(asyncio.Protocol):
     def pause_writing(self) -> None:
         if self._drained is None:
             self._drained = self.loop.create_future()
-            self._write_paused_since = self.loop.time()
+            due = self._write_due = self.loop.time() + self.door.body_timeout
+            if due < self._deadline:
+                self._deadline = due
 
     def resume_writing(self) -> None:
-        self._write_paused_since = None
+        self._write_due = _NEVER
         self._wake_writer()
 
     def _wake_writer(self) -> None:
@@ -152,11 +183,17 @@ class ProxyProtocol(asyncio.Protocol):
     # -- llhttp callbacks ---------------------------------------------------
 
     def on_message_begin(self) -> None:
+        if self._state == _CLOSED:  # answered and closed while this feed went on
+            raise _Closed()
         self._head = RequestHead()
         self._head_size = 0
         self._url = []
         self._url_size = 0
-        self._phase, self._since = _HEAD, self.loop.time()
+        self._state = _HEAD
+        if self._reading_paused:  # bytes already read: the client is not the one late
+            self._state_due = _NEVER
+        else:
+            self._clock(self.door.header_timeout)
 
     def on_url(self, url: bytes) -> None:
         self._url.append(url)
@@ -181,7 +218,7 @@ class ProxyProtocol(asyncio.Protocol):
         parser = self._parser
         head = cast(RequestHead, self._head)
         self._head, self._fresh, self._pending = None, False, 0
-        self._phase = _BODY
+        self._state, self._state_due = _BODY, _NEVER
         found = head.found
         keep_alive = parser.should_keep_alive()
         # Kept alive without a Connection header: HTTP/1.1 (1.0 needs "keep-alive" for it),
@@ -225,8 +262,11 @@ class ProxyProtocol(asyncio.Protocol):
         if self._parsing is not None:
             self._parsing.body.finish()
             self._parsing = None
-        if self._phase == _BODY:
-            self._phase, self._since = _IDLE, self.loop.time()
+        if self._state == _BODY:  # (not when its answer closed the connection meanwhile)
+            if self._queue:
+                self._state = _ANSWERING
+            else:
+                self._idle()
 
     # -- cycles ---------------------------------------------------------------
 
@@ -240,7 +280,7 @@ class ProxyProtocol(asyncio.Protocol):
         cycle.carry_on(work)
 
     def _start_next(self) -> None:
-        if self._queue and not self._queue[0].started and not self.closed:
+        if self._queue and not self._queue[0].started and self._state != _CLOSED:
             self._start(self._queue[0])
 
     def run(self, cycle: Cycle, work: Coroutine[Any, Any, None]) -> None:
@@ -262,7 +302,7 @@ class ProxyProtocol(asyncio.Protocol):
         """
         if self._queue and self._queue[0] is cycle:
             self._queue.popleft()
-        if self.closed:
+        if self._state == _CLOSED:
             return
         if cycle.close or not cycle.body.done:
             if self._refusal is not None and not self._queue:
@@ -273,15 +313,15 @@ class ProxyProtocol(asyncio.Protocol):
             self.loop.call_soon(self._start_next)
         else:
             self._resume(_FOR_QUEUE)
-            if self._phase == _IDLE:  # the keep-alive clock starts now
-                self._since = self.loop.time()
+            if self._state == _ANSWERING:  # the last answer is out: the keep-alive clock starts
+                self._idle()
 
     def _refuse(self, error: GateError) -> None:
         """Answer a request the parser refused, then close: the stream cannot be trusted."""
-        if self.closed or self.transport is None:
+        if self._state == _CLOSED or self.transport is None:
             return
         self._head = None
-        self._phase = _STOPPED  # parse nothing more from this connection
+        self._state, self._state_due = _STOPPED, _NEVER  # parse nothing more from this connection
         # The kind and llhttp's own reason only: the request's bytes may hold a token.
         self.door.logger.info("request_refused", error=error.error_name, peer=self.peer.decode())
         if self._parsing is not None:  # a broken body: its request's one answer says so
@@ -329,70 +369,91 @@ class ProxyProtocol(asyncio.Protocol):
             self._pauses &= ~reason
             self._flow()
 
-    def body_waiting(self, waiting: bool) -> None:
-        self._body_wait_since = self.loop.time() if waiting else None
-
     def _flow(self) -> None:
         paused = self._pauses != 0
-        if paused != self._reading_paused and self.transport is not None and not self.closed:
+        if paused != self._reading_paused and self.transport is not None and self._state != _CLOSED:
             self._reading_paused = paused
             if paused:
                 self.transport.pause_reading()
+                if self._state == _HEAD:  # the gate holds the head back, not the client
+                    self._state_due = _NEVER
             else:
                 self.transport.resume_reading()
+                if self._state == _HEAD:  # the client may send again: its head clock restarts
+                    self._clock(self.door.header_timeout)
 
     def write(self, data: bytes) -> None:
-        if not self.closed and self.transport is not None:
+        if self._state != _CLOSED and self.transport is not None:
             self.transport.write(data)
 
     async def drain(self) -> None:
-        if self.closed:
+        if self._state == _CLOSED:
             raise ClientGone()
         if self._drained is not None:
             await self._drained
-            if self.closed:
+            if self._state == _CLOSED:
                 raise ClientGone()
 
     def close(self) -> None:
-        if not self.closed and self.transport is not None:
-            self.closed = True
+        """Close once what was written is out (the write clock still bounds that)."""
+        if self._state != _CLOSED and self.transport is not None:
+            self._state, self._state_due = _CLOSED, _NEVER
             self.transport.close()
 
     def abort(self) -> None:
         """Cut the connection: the client must see a broken answer, never a short one."""
         if self.transport is not None:
-            self.closed = True
+            self._state, self._state_due = _CLOSED, _NEVER
             self.transport.abort()
 
     # -- clocks -----------------------------------------------------------------
 
-    def tick(self, now: float) -> None:
-        """Once a second: enforce the head, body, write and keep-alive limits."""
+    def _clock(self, limit: float) -> None:
+        """Start the state's own clock (head or keep-alive): it runs out ``limit`` s from now."""
+        due = self._state_due = self.loop.time() + limit
+        if due < self._deadline:
+            self._deadline = due
+
+    def _idle(self) -> None:
+        """Nothing asked and nothing owed: the keep-alive clock starts now."""
+        self._state = _IDLE
         door = self.door
-        phase = self._phase
-        if phase == _HEAD:
-            if self._reading_paused:  # the gate holds the head back, not the client
-                self._since = now
-            elif now - self._since > door.header_timeout:
+        self._clock(door.header_timeout if self._fresh else door.keepalive_timeout)
+
+    def body_waiting(self, waiting: bool) -> None:
+        """A body reader starts (or, given bytes, goes on) waiting, or stops: body_timeout_s.
+
+        Called per body chunk: a store and a comparison (a due time moving later leaves the
+        deadline early, which the next tick corrects).
+        """
+        if waiting:
+            due = self._body_due = self.loop.time() + self.door.body_timeout
+            if due < self._deadline:
+                self._deadline = due
+        else:
+            self._body_due = _NEVER
+
+    def tick(self, now: float) -> None:
+        """Once a second: one comparison; past the deadline, act on each clock that ran out."""
+        if now <= self._deadline:
+            return
+        if now > self._state_due:
+            if self._state == _HEAD:
                 self._refuse(RequestTimeout("The request head did not arrive in time."))
-        elif phase != _BODY and not self._queue:  # idle (or stopped) with nothing to answer
-            limit = door.header_timeout if self._fresh else door.keepalive_timeout
-            if now - self._since > limit or self.draining:
-                self.close()  # nothing was asked: no answer is owed
-        if self._body_wait_since is not None and now - self._body_wait_since > door.body_timeout:
-            body = self._queue[0].body if self._queue else None
-            if body is not None:
-                body.fail(RequestTimeout("The request body stalled for too long."))
-        paused = self._write_paused_since
-        if paused is not None and now - paused > door.body_timeout:
+            else:  # idle (or stopped) with nothing owed: nothing was asked, no answer is owed
+                self.close()
+        if now > self._body_due and self._queue:
+            self._queue[0].body.fail(RequestTimeout("The request body stalled for too long."))
+        if now > self._write_due:
             self.abort()  # the client stopped reading its answer
+        self._deadline = min(self._state_due, self._body_due, self._write_due)
 
     def shutdown(self) -> None:
         """Draining: close when idle, else after the answer in progress."""
         self.draining = True
         for cycle in self._queue:
             cycle.close = True
-        if not self._queue and self._phase != _HEAD:
+        if not self._queue and self._state != _HEAD:
             self.close()
 
 

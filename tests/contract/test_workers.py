@@ -168,6 +168,23 @@ async def test_a_single_process_exports_worker_restarts_at_zero(serve_gate: Serv
     assert [(sample.labels, sample.value) for sample in samples] == [({}, 0.0)]
 
 
+async def test_merged_metrics_have_the_families_of_one_process(serve_gate: ServeGate) -> None:
+    """§5: two workers' /metrics lists what one process does, less the ``_created`` stamps,
+    and no family is left empty (HELP and TYPE with no series) that one process fills."""
+    alone = await serve_gate()
+    _, text = await _admin(alone, "GET", "/metrics")
+    single = {family.name: family for family in text_string_to_metric_families(text)}
+    two = await serve_gate(server=_TWO)
+    await _workers(two)
+    _, text = await _admin(two, "GET", "/metrics")
+    merged = {family.name: family for family in text_string_to_metric_families(text)}
+    stamps = {name for name in single if name.endswith("_created")}
+    assert "gate_worker_restarts_created" in stamps
+    assert set(merged) == set(single) - stamps
+    empty = {name for name, family in merged.items() if not family.samples}
+    assert empty <= {name for name, family in single.items() if not family.samples}
+
+
 async def test_workers_run_the_installed_gate_whatever_the_directory(
     serve_gate: ServeGate, tmp_path: Path
 ) -> None:
