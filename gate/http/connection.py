@@ -42,8 +42,12 @@ Told = Callable[["UpstreamResponse | BaseException"], None]
 """Handed an exchange's answer head, or why there is none (``Connection.begin_told``)."""
 
 
-class Connection(asyncio.Protocol):
-    """One keep-alive connection; carries one exchange at a time."""
+class Connection:
+    """One keep-alive connection; carries one exchange at a time.
+
+    An asyncio protocol by its methods, without ``asyncio.Protocol`` as its base,
+    so that it compiles to a native class (``gate.http.protocol.ProxyProtocol``).
+    """
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
@@ -113,6 +117,10 @@ class Connection(asyncio.Protocol):
             else:
                 self._fail(UpstreamClosed("the upstream closed the connection"))
         self._release_writer(UpstreamClosed("the upstream closed the connection"))
+
+    def eof_received(self) -> bool | None:
+        """The peer ended its side: None lets the transport close ours (asyncio's default)."""
+        return None
 
     def pause_writing(self) -> None:
         self._drained = self._future()

@@ -75,8 +75,12 @@ class _Closed(Exception):
     """Raised from a parser callback to stop parsing once the connection is closed."""
 
 
-class ProxyProtocol(asyncio.Protocol):
-    """One client connection: parsing, pipelining, flow control and the client-side clocks."""
+class ProxyProtocol:
+    """One client connection: parsing, pipelining, flow control and the client-side clocks.
+
+    An asyncio protocol by its methods, not by subclassing ``asyncio.Protocol``:
+    compiled, a class with a Python base keeps its attributes in a ``__dict__``
+    (a dict lookup per ``self.x``); without one it is a native class."""
 
     def __init__(self, door: FrontDoor) -> None:
         self.door = door
@@ -163,6 +167,10 @@ class ProxyProtocol(asyncio.Protocol):
         if self._parsing is not None:
             self._parsing.body.fail(gone)
         self._wake_writer()
+
+    def eof_received(self) -> bool | None:
+        """The peer ended its side: None lets the transport close ours (asyncio's default)."""
+        return None
 
     def pause_writing(self) -> None:
         if self._drained is None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import ssl as _ssl
 from email.utils import formatdate
-from typing import Any
+from typing import Any, cast
 
 from structlog.typing import FilteringBoundLogger
 
@@ -54,7 +54,7 @@ class FrontDoor:
         """
         self.proto = b"http" if ssl is None else b"https"
         self._server = await self.loop.create_server(
-            lambda: ProxyProtocol(self), host, port, backlog=1024, reuse_port=reuse_port or None,
+            self._new_protocol, host, port, backlog=1024, reuse_port=reuse_port or None,
             ssl=ssl, ssl_handshake_timeout=self.header_timeout if ssl is not None else None,
         )  # fmt: skip
         self._tick()
@@ -62,6 +62,10 @@ class FrontDoor:
         # a declared type where it is read
         server: Any = self._server
         return int(server.sockets[0].getsockname()[1])
+
+    def _new_protocol(self) -> asyncio.BaseProtocol:
+        """A ProxyProtocol for asyncio's factory (one by its methods, not by subclassing)."""
+        return cast(asyncio.BaseProtocol, ProxyProtocol(self))
 
     def _tick(self) -> None:
         self.date = b"Date: %s\r\n" % formatdate(usegmt=True).encode()

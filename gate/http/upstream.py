@@ -21,7 +21,7 @@ import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
 from yarl import URL
 
@@ -227,8 +227,8 @@ class UpstreamPool:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self.connect_timeout):
-                _, conn = await loop.create_connection(
-                    Connection,
+                _, protocol = await loop.create_connection(
+                    _new_connection,
                     self.host,
                     self.port,
                     ssl=self._ssl,
@@ -238,7 +238,7 @@ class UpstreamPool:
             raise UpstreamClosed("connecting to the upstream timed out") from None
         except OSError as exc:
             raise UpstreamClosed(f"cannot connect to the upstream: {exc.strerror or exc}") from exc
-        return conn
+        return cast(Connection, protocol)
 
     def _watch(self) -> None:
         """Fail exchanges silent for over read_timeout; cheaper than a timer per call."""
@@ -290,6 +290,11 @@ def _render_head(
         headers,
         framing,
     )
+
+
+def _new_connection() -> asyncio.BaseProtocol:
+    """A Connection for asyncio's factory (one by its methods: it does not subclass Protocol)."""
+    return cast(asyncio.BaseProtocol, Connection())
 
 
 async def _send(conn: Connection, head: bytes, body: Payload) -> None:

@@ -66,7 +66,12 @@ async def test_a_storm_of_lookups_is_bounded_by_max_concurrent_lookups(
             assert json.loads(answer.body)["errorName"] == "AcceptanceStatusUnavailable"
             assert answer.headers["Retry-After"] == "2"
     assert 1 <= sandbox.agreements_peak <= 4
-    assert len(sandbox.calls("GET", "/agreements")) <= statuses[403] + 4
+    # No customer is asked about twice. (A lookup that gets its slot late is cut by its own
+    # lookup_timeout_s mid-call: under load, with callers arriving spread out, that can happen
+    # more than once per slot, so the calls are not bounded by the 403s plus the slots.)
+    asked = Counter(r.path for r in sandbox.calls("GET", "/agreements"))
+    assert asked and max(asked.values()) == 1, asked.most_common(3)
+    assert len(asked) >= statuses[403]
     assert sandbox.calls("POST", "/orders") == []
     text = await gate.metrics()
     assert metric(text, "gate_acceptance_lookups_total", result="error") == statuses[503]
