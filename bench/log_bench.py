@@ -1,6 +1,6 @@
 """Micro-benchmark of what a gated call spends on its decision line and its counters.
 
-Encodes the fields of one decision log line (as ``gate.core.trace.finish``
+Encodes the fields of one decision log line (as ``gate.decision_log.finish``
 hands them to ``HotLines``) four ways and prints µs per line:
 
 - ``json.dumps``: the stdlib, as the gate did before;

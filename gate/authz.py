@@ -31,8 +31,7 @@ import json
 
 from gate.core.action import Action, Answer, Forward, Gated, answer_error
 from gate.core.decide import Decider
-from gate.core.policy import Verdict
-from gate.core.trace import finish
+from gate.decision_log import finish
 from gate.errors import BodyTooLarge, GateError, InvalidAcceptance, MalformedRequest
 from gate.http.cycle import ClientGone, Cycle
 from gate.logs import HotLines
@@ -114,7 +113,7 @@ class DecisionService:
     def _gone(self, gated: Gated) -> None:
         """The client left before its body was in: a 499 line, as the proxy writes."""
         trace = gated.trace
-        trace.verdict, trace.reason = Verdict.BLOCKED, "client_gone"
+        trace.client_gone()
         finish(trace, 499, None, self._metrics, self._lines)
 
 

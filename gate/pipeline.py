@@ -13,9 +13,8 @@ import functools
 from gate.acceptance import AcceptanceStore
 from gate.core.action import Action, Answer, Forward, Gated, answer_error
 from gate.core.decide import Decider
-from gate.core.policy import Verdict
 from gate.core.record import proves_acceptance
-from gate.core.trace import finish
+from gate.decision_log import finish
 from gate.errors import GateError
 from gate.http.cycle import ClientGone, Cycle
 from gate.http.forward import Relayed, forward
@@ -88,7 +87,7 @@ class Pipeline:
         """
         trace = action.trace
         if trace is not None and trace.gated and cycle.gone:
-            trace.verdict, trace.reason = Verdict.BLOCKED, "client_gone"
+            trace.client_gone()
             return True
         return False
 
@@ -117,5 +116,5 @@ class Pipeline:
 
     def _gone(self, gated: Gated) -> None:
         trace = gated.trace
-        trace.verdict, trace.reason = Verdict.BLOCKED, "client_gone"
+        trace.client_gone()
         finish(trace, 499, None, self.metrics, self.lines)

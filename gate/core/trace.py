@@ -1,21 +1,19 @@
-"""The decision log: one line and one count per gated decision, ids only.
+"""What one gated call's decision log line will say, filled in as the call is decided.
 
-A ``Trace`` rides along with a gated call through the core and the front
-door, and is finished once, when the caller's answer is known: then its
-line is written and its verdict counted. Nothing in it is personal data:
-names, emails, phone numbers and tokens never reach a trace.
+A ``Trace`` rides along with a gated call: the core (``gate.core.decide``)
+fills it in as it identifies and decides the call; the front doors only
+mark how it ended, through its methods (``refused``, ``client_gone``).
+``gate.decision_log.finish`` writes its line and counts its verdict once,
+when the caller's answer is known. Nothing in it is personal data: names,
+emails, phone numbers and tokens never reach a trace.
 """
 
 from __future__ import annotations
 
-import time
-
 from gate.core.classify import Transaction
 from gate.core.policy import Verdict
-from gate.logs import HotLines
-from gate.metrics import Metrics
 
-__all__ = ["Trace", "finish"]
+__all__ = ["Trace"]
 
 
 class Trace:
@@ -62,39 +60,6 @@ class Trace:
             self.reason = self.reason or error_name
         return self.verdict
 
-
-def finish(trace: Trace, status: int, error: str | None, metrics: Metrics, lines: HotLines) -> None:
-    """Write the line and count the verdict.
-
-    A call that matched a rule but whose body made it ungated is logged as
-    ``not_gated`` (no count, no verdict), so a replay under another policy sees it.
-    """
-    verdict = None if not trace.gated else trace.verdict or Verdict.BLOCKED
-    if verdict is not None:
-        metrics.decisions[(trace.transaction.kind, verdict)].inc()
-    if not lines.enabled:
-        return
-    transaction = trace.transaction
-    lines.info(
-        "decision" if verdict is not None else "not_gated",
-        {
-            "method": trace.method,
-            "path": trace.path,
-            "partner": trace.partner,
-            "customer": transaction.customer,
-            "resellers": list(trace.resellers),
-            "transaction": transaction.kind,
-            "rule": transaction.rule,
-            "decision": verdict,
-            "reason": trace.reason,
-            "cache": trace.cache,
-            "acceptance": trace.acceptance,
-            "source": trace.source,
-            "why": trace.why or None,
-            "body": trace.facts,
-            "status": status,
-            "error": error,
-            "latency_ms": round((time.perf_counter() - trace.started) * 1000, 3),
-            "correlation_id": trace.correlation,
-        },
-    )
+    def client_gone(self) -> None:
+        """The caller left before its answer: blocked (never sent upstream), logged as 499."""
+        self.verdict, self.reason = Verdict.BLOCKED, "client_gone"
