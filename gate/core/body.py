@@ -150,4 +150,4 @@ def resellers(doc: Any) -> tuple[str, ...]:
         for item in doc["lineitems"]
         if isinstance(item, dict) and isinstance(item.get("partneridonrecord"), str)
     }
-    return tuple(sorted(found))
+    return tuple(sorted(found)) if found else ()  # most orders name none: no sort
