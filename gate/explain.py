@@ -188,7 +188,7 @@ def _edit(
     """A subscription edit under a list of fields: which fields, which kind (DESIGN §1.2)."""
     fields = runtime.edit_fields or ()
     if doc is bodies.NOT_JSON:
-        edit = transaction._replace(kind="seat_change")
+        edit = transaction.with_kind("seat_change")
         return [
             "body:        not JSON: treated as a seat change (§1.1)",
             "gated:       yes",
@@ -206,7 +206,7 @@ def _edit(
             f"edit:        {_if_differs(named)}",
             "gated:       yes" if sure else "gated:       yes, if a named field differs",
         ]
-        maybe = transaction._replace(kind=edits.kind_of(named) or transaction.kind)
+        maybe = transaction.with_kind(edits.kind_of(named) or transaction.kind)
         condition = None if sure else "a named field differs"
         return lines + describe_decision(runtime, maybe, who, condition)
     changed = edits.changed(doc, _document(current), fields)
@@ -222,7 +222,7 @@ def _edit(
             "gated:       no: it changes no gated field (forwarded; a confirmed pair's call "
             "is logged allowed, an unconfirmed one's not_gated)",
         ]
-    edit = transaction._replace(kind=kind)
+    edit = transaction.with_kind(kind)
     return [
         *lines,
         f"edit:        {kind}",

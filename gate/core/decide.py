@@ -252,7 +252,7 @@ class Decider:
             return Forward(target, body=pending.raw, trace=trace)
         kind = pending.kind if pending.kind is not None else _named_kind(gated, pending.doc)
         if kind != gated.transaction.kind:  # a term change, or a seat change by its fields
-            transaction = gated.transaction._replace(kind=kind)
+            transaction = gated.transaction.with_kind(kind)
             gated = Gated(runtime, transaction, target, trace, gated.exemptable)
             trace.transaction = gated.transaction
         denied = outcome.denied
