@@ -36,6 +36,7 @@ HOT = [
     "gate/http/server.py",
     "gate/http/upstream.py",
     "gate/acceptance/cache.py",
+    "gate/authz.py",
     "gate/logs.py",
     "gate/pipeline.py",
 ]
