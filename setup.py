@@ -37,6 +37,7 @@ HOT = [
     "gate/http/server.py",
     "gate/http/upstream.py",
     "gate/acceptance/cache.py",
+    "gate/authz.py",
     "gate/decision_log.py",
     "gate/logs.py",
     "gate/pipeline.py",

@@ -13,9 +13,17 @@ service (aiohttp client, keep-alive) and the gRPC service (grpcio client, one
 HTTP/2 channel). ``--stacks`` also times a bare unary Check (fixed answer, no
 decision) on grpcio's asyncio server and on grpclib (installed by hand: it is
 not a dependency), each in its own pinned process: the gRPC stack's own cost.
+Each line gives checks/s, the gate's CPU µs per check and its user CPU alone
+(utime: issue 27's target is user CPU).
+
+``--front`` measures a whole HTTP check in process instead (``bench/front_bench.py``):
+the decision service's front door fed a check's bytes, no sockets, no client;
+user µs per check for an Envoy check, an nginx check and an Envoy check with
+its decision line written.
 
     .venv/bin/python bench/decision_bench.py [--calls 200000]
     .venv/bin/python bench/decision_bench.py --checks [--calls 20000] [--stacks]
+    .venv/bin/python bench/decision_bench.py --front [envoy|nginx|line] [--calls 20000]
 """
 
 from __future__ import annotations
@@ -110,8 +118,16 @@ if __name__ == "__main__":
     parser.add_argument("--calls", type=int, default=None)
     parser.add_argument("--checks", action="store_true", help="whole checks over sockets")
     parser.add_argument("--stacks", action="store_true", help="with --checks: grpcio vs grpclib")
+    parser.add_argument(
+        "--front", nargs="?", const="all", choices=["all", "envoy", "nginx", "line"],
+        help="whole checks in process (all, or one of them)",
+    )  # fmt: skip
     args = parser.parse_args()
-    if args.checks:
+    if args.front:
+        from front_bench import run_front
+
+        run_front(args.calls or 20_000, args.front)
+    elif args.checks:
         from check_bench import run_checks  # over sockets: its own module
 
         asyncio.run(run_checks(args.calls or 20_000, stacks_too=args.stacks))

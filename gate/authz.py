@@ -41,16 +41,21 @@ from gate.tasks import Later, then
 __all__ = ["DecisionService", "cut_short", "logged"]
 
 _RELAYED_TO_NGINX = frozenset({b"x-gate-decision", b"retry-after"})
+# An allowed check's header line per decision, built once: the allow is most checks' answer.
+_DECISION_LINES: dict[str | None, bytes] = {None: b""} | {
+    verdict.value: b"X-Gate-Decision: %s\r\n" % verdict.value.encode() for verdict in Verdict
+}
 
 
 class DecisionService:
     """Answers check requests with the core's Action: 200 to allow, a refusal otherwise."""
 
-    __slots__ = ("_decider", "_lines", "_metrics", "_prefix")
+    __slots__ = ("_decider", "_lines", "_metrics", "_prefix", "_under")
 
     def __init__(self, decider: Decider, prefix: str, metrics: Metrics, lines: HotLines) -> None:
         self._decider = decider
         self._prefix = prefix.rstrip("/")
+        self._under = self._prefix + "/"  # what a check's path starts with, when prefixed
         self._metrics = metrics
         self._lines = lines
 
@@ -66,12 +71,12 @@ class DecisionService:
             return self._reply(cycle, nginx, action)
         if nginx and not cycle.has_body and action.transaction.kind == "confirmation":
             return self._reply(cycle, nginx, answer_error(_unread_confirmation(), action.trace))
-        if cycle.head.getall("x-envoy-auth-partial-body") == ["true"]:
+        partial = cycle.head.getall("x-envoy-auth-partial-body")
+        if len(partial) == 1 and partial[0] == "true":
             return self._reply(cycle, nginx, cut_short(action))
-        body_in = functools.partial(self._body_in, cycle, action, nginx)
-        return cycle.body_then(action.runtime.max_gated_body, body_in)
+        return cycle.body_then(action.runtime.max_gated_body, _Check(self, cycle, action, nginx))
 
-    def _body_in(
+    def body_in(
         self, cycle: Cycle, gated: Gated, nginx: bool, raw: bytes | GateError | ClientGone
     ) -> Later:
         """The whole body has arrived (or failed): decide, at once from a cached pair."""
@@ -82,6 +87,8 @@ class DecisionService:
         if isinstance(raw, GateError):
             return self._reply(cycle, nginx, answer_error(raw, gated.trace))
         decided = self._decider.decide(gated, cycle.head, raw)
+        if isinstance(decided, (Forward, Answer)):  # decided now: no then(), no coroutine test
+            return self._reply(cycle, nginx, decided)
         return then(decided, functools.partial(self._reply, cycle, nginx))
 
     def _original(self, cycle: Cycle, nginx: bool) -> tuple[str, str]:
@@ -93,28 +100,46 @@ class DecisionService:
             return methods[0].strip().upper(), cycle.head.getall("x-original-uri")[0].strip()
         target = cycle.target
         if self._prefix:
-            if not target.startswith(self._prefix + "/"):
-                raise MalformedRequest(f"A check request's path must start with {self._prefix}/.")
+            if not target.startswith(self._under):
+                raise MalformedRequest(f"A check request's path must start with {self._under}.")
             target = target[len(self._prefix) :]
         return cycle.method, target
 
     def _reply(self, cycle: Cycle, nginx: bool, action: Action) -> Later:
         """Allow or refuse, and end the check; a gated call's decision is logged and counted."""
-        if isinstance(action, Forward):
+        if isinstance(action, Forward):  # allowed: a bodiless 200, its header line built once
+            if action.trace is not None:
+                finish(action.trace, 200, None, self._metrics, self._lines)
             decision = action.decision
-            headers = ((b"X-Gate-Decision", decision.encode()),) if decision is not None else ()
-            answer = Answer(200, b"", headers)
-        else:
-            answer = _for_nginx(action) if nginx else action
+            line = _DECISION_LINES.get(decision)
+            if line is None:
+                line = b"X-Gate-Decision: %s\r\n" % (decision or "").encode()
+            cycle.answer_bare(200, line)
+            return None  # the check is over
         logged(action, self._metrics, self._lines)
-        cycle.answer(answer)
-        return None  # the check is over
+        cycle.answer(_for_nginx(action) if nginx else action)
+        return None
 
     def _gone(self, gated: Gated) -> None:
         """The client left before its body was in: a 499 line, as the proxy writes."""
         trace = gated.trace
         trace.client_gone()
         finish(trace, 499, None, self._metrics, self._lines)
+
+
+class _Check:
+    """A gated check waiting for its body (``Cycle.body_then``): one object, no partial."""
+
+    __slots__ = ("_cycle", "_gated", "_nginx", "_service")
+
+    def __init__(self, service: DecisionService, cycle: Cycle, gated: Gated, nginx: bool) -> None:
+        self._service = service
+        self._cycle = cycle
+        self._gated = gated
+        self._nginx = nginx
+
+    def __call__(self, raw: bytes | GateError | ClientGone) -> Later:
+        return self._service.body_in(self._cycle, self._gated, self._nginx, raw)
 
 
 def logged(action: Action, metrics: Metrics, lines: HotLines) -> None:
@@ -151,7 +176,10 @@ def _for_nginx(answer: Answer) -> Answer:
         (b"X-Gate-Error", error.encode()),
         *kept,
     )
-    return answer._replace(status=status, headers=headers, reason="")
+    return Answer(
+        status, answer.body, headers, reason="", error=answer.error, trace=answer.trace,
+        own=answer.own,
+    )  # fmt: skip
 
 
 def _unread_confirmation() -> InvalidAcceptance:

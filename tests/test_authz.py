@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import io
 import json
+import re
 from collections.abc import AsyncIterator
 
 import pytest
@@ -13,8 +14,8 @@ from aiohttp import web
 
 from gate.app import create_app, start_authz
 from gate.http.server import FrontDoor
-from tests.conftest import MakeSettings
-from tests.support import auth, decisions, order, orders_path
+from tests.conftest import MakeSettings, Upstream
+from tests.support import CUSTOMER, PARTNER_A, auth, decisions, log_lines, order, orders_path
 
 _ORDER = json.dumps(order()).encode()
 
@@ -61,3 +62,38 @@ async def test_a_client_that_leaves_mid_body_gets_a_499_line(
             await asyncio.sleep(0.02)
     [line] = decisions(logs)
     assert (line["status"], line["decision"], line["reason"]) == (499, "blocked", "client_gone")
+
+
+async def test_an_allowed_check_is_a_bare_200_with_its_decision_and_date(
+    authz: tuple[int, io.StringIO], upstream: Upstream
+) -> None:
+    """§4: an allow is 200, X-Gate-Decision (none when not gated), Date, no body; keep-alive.
+
+    Byte for byte, on one connection: a looked-up and a cached order (allowed, each
+    logged), a cancel-only order edit (not gated: logged, no header) and a read (neither).
+    """
+    port, logs = authz
+    upstream.sandbox.accept(PARTNER_A, CUSTOMER)
+    token = auth()["Authorization"]
+    cancel = b'{"status":"cancelled"}'
+    checks = [("POST", orders_path(), _ORDER, b"allowed")] * 2 + [
+        ("PATCH", f"{orders_path()}/order-1", cancel, None),
+        ("GET", orders_path(), b"", None),
+    ]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    async with asyncio.timeout(10):
+        for method, path, body, decision in checks:
+            writer.write(
+                f"{method} /authz{path} HTTP/1.1\r\nHost: gate\r\nAuthorization: {token}\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+            answer = await reader.readuntil(b"\r\n\r\n")
+            line = b"X-Gate-Decision: %s\r\n" % decision if decision else b""
+            expected = b"HTTP/1.1 200 OK\r\n%sDate: [^\r\n]+ GMT\r\nContent-Length: 0\r\n\r\n"
+            assert re.fullmatch(expected % re.escape(line), answer), answer
+    writer.close()
+    await writer.wait_closed()
+    events = [(line["event"], line["status"]) for line in log_lines(logs) if "status" in line]
+    assert events == [("decision", 200), ("decision", 200), ("not_gated", 200)]
+    assert [line["decision"] for line in decisions(logs)] == ["allowed", "allowed"]

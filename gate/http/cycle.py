@@ -299,6 +299,14 @@ class Cycle:
         self.send(answer)
         self.done()
 
+    def answer_bare(self, status: int, lines: bytes) -> None:
+        """Write a bodiless answer of the gate's own (``lines``: its header lines), and end.
+
+        ``answer`` without an ``Answer`` to build and take apart: the decision service's allow.
+        """
+        self.respond(status, REASONS.get(status, b""), lines + self.conn.door.date, length=0)
+        self.done()
+
     def fail(self, exc: BaseException) -> None:
         """A bug while handling this request: a 500 if nothing was sent yet, then close."""
         self.conn.door.logger.error("internal_error", error=type(exc).__name__)
