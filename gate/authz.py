@@ -31,6 +31,7 @@ import json
 
 from gate.core.action import Action, Answer, Forward, Gated, answer_error
 from gate.core.decide import Decider
+from gate.core.policy import Verdict
 from gate.decision_log import finish
 from gate.errors import BodyTooLarge, GateError, InvalidAcceptance, MalformedRequest
 from gate.http.cycle import ClientGone, Cycle
