@@ -39,7 +39,7 @@ from gate.acceptance import AcceptanceStore
 from gate.config import Settings
 from gate.core.classify import classify, normalize, split_target
 from gate.core.decide import Decider
-from gate.http.cycle import RequestHead
+from gate.http.head import RequestHead
 from gate.http.upstream import UpstreamPool
 from gate.metrics import Metrics
 from gate.runtime import RuntimeHolder, compile_settings

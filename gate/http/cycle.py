@@ -1,29 +1,29 @@
-"""One request on a client connection: its head, its body as it arrives, and the answer written.
+"""One request on a client connection and its one answer: started, carried on, written, ended.
 
-The protocol (``gate.http.server``) feeds a ``Cycle`` from llhttp's callbacks;
-the pipeline reads the body (streamed, or whole for a gated call) and writes
-one answer. Reading pauses the client socket while more than 256 KiB of body
-wait unread; writing waits whenever the client's socket buffer is full.
+The protocol (``gate.http.protocol``) makes a ``Cycle`` once llhttp has the
+whole head (``gate.http.head``) and feeds its body (``gate.http.request_body``);
+the pipeline carries it on (``Cycle.body_then``, ``Cycle.carry_on``) and writes
+one answer, waiting whenever the client's socket buffer is full. ``Cycle.done``
+is the one way a request ends.
 """
 
 from __future__ import annotations
 
-import collections
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from gate.core.action import Answer, answer_error
-from gate.errors import AmbiguousBody, BodyTooLarge, GateError
-from gate.http.limits import HIGH_WATER, WHOLE_BODY
-from gate.http.vocabulary import FORWARD, KINDS, NOT_FORWARDED, OVERRIDES, READ, READ_NAMES, REASONS
+from gate.errors import GateError
+from gate.http.head import RequestHead
+from gate.http.limits import WHOLE_BODY
+from gate.http.request_body import Body
+from gate.http.vocabulary import REASONS
 from gate.tasks import Later, then
 
 if TYPE_CHECKING:
     from gate.http.protocol import ProxyProtocol
 
-__all__ = ["Body", "BodyStep", "ClientGone", "Cycle", "RequestHead"]
-
-_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+__all__ = ["BodyStep", "ClientGone", "Cycle"]
 
 
 class ClientGone(Exception):
@@ -32,189 +32,6 @@ class ClientGone(Exception):
 
 BodyStep = Callable[[bytes | GateError | ClientGone], Later]
 """Carries a cycle on with its whole body (or why it is missing); see ``Cycle.body_then``."""
-
-
-class RequestHead:
-    """A request's headers: raw pairs in order, the few the gate reads, and the lines to forward.
-
-    One pass as llhttp delivers them: each name is lowered once, and the
-    header lines for the upstream are built on the way.
-    """
-
-    __slots__ = ("found", "lines", "raw")
-
-    def __init__(self) -> None:
-        self.raw: list[tuple[bytes, bytes]] = []
-        self.found: dict[str, list[str]] = {}
-        self.lines: list[bytes] = []  # forwardable header lines, as sent
-
-    def add(self, name: bytes, value: bytes) -> None:
-        self.raw.append((name, value))
-        lowered = name.lower()
-        kind = KINDS.get(lowered)
-        if kind is None:
-            if b"_" in lowered and _lookalike(lowered):
-                return
-            self.lines += (name, b": ", value, b"\r\n")
-            return
-        if kind & READ:
-            self.found.setdefault(lowered.decode(), []).append(value.decode("latin-1"))
-        if kind & FORWARD:
-            self.lines += (name, b": ", value, b"\r\n")
-
-    def forwardable(self, extra: set[bytes]) -> bytes:
-        """The forwarded lines less ``extra`` names too (what a Connection header lists)."""
-        kept = []
-        for name, value in self.raw:
-            lowered = name.lower()
-            kind = KINDS.get(lowered)
-            if kind is None and b"_" in lowered and _lookalike(lowered):
-                continue
-            dropped = lowered in extra or lowered.replace(b"_", b"-") in extra
-            if (kind is None or kind & FORWARD) and not dropped:
-                kept.append(b"%s: %s\r\n" % (name, value))
-        return b"".join(kept)
-
-    def getall(self, name: str) -> Sequence[str]:
-        """Every value of ``name`` (lowercase), in order."""
-        found = self.found.get(name)
-        if found is not None or name in READ_NAMES:
-            return found or ()
-        wanted = name.encode("latin-1")  # a configured name (identity.partner_header)
-        return [value.decode("latin-1") for key, value in self.raw if key.lower() == wanted]
-
-
-def _lookalike(lowered: bytes) -> bool:
-    """IIS reads X_Original_URL as X-Original-URL: underscore spellings of dropped headers."""
-    dashed = lowered.replace(b"_", b"-")
-    return dashed in NOT_FORWARDED or dashed in OVERRIDES
-
-
-class Body:
-    """A request body as it arrives, read chunk by chunk or whole."""
-
-    __slots__ = (
-        "_chunks",
-        "_conn",
-        "_continue",
-        "_waiter",
-        "buffered",
-        "done",
-        "error",
-        "on_complete",
-        "size",
-    )
-
-    def __init__(self, conn: ProxyProtocol, expect_continue: bool) -> None:
-        self._conn = conn
-        self._chunks: collections.deque[bytes] = collections.deque()
-        self._waiter: Any = None  # asyncio.Future[None] while a reader waits
-        self._continue = expect_continue  # 100 Continue owed before the first read
-        self.buffered = 0
-        self.size = 0  # bytes received so far
-        self.done = False
-        self.error: BaseException | None = None
-        # Told once when the whole body is in (or it failed), instead of a reader waiting.
-        self.on_complete: Callable[[bytes | BaseException], None] | None = None
-
-    # -- fed by the protocol --------------------------------------------------
-
-    def feed(self, chunk: bytes) -> None:
-        self._chunks.append(chunk)
-        self.buffered += len(chunk)
-        self.size += len(chunk)
-        if self.buffered > HIGH_WATER:
-            self._conn.pause_body()
-        if self.on_complete is not None:
-            self._conn.body_waiting(True)  # the silence body_timeout_s bounds starts again
-        self._wake()
-
-    def finish(self) -> None:
-        self.done = True
-        self._wake()
-        self._complete(None)
-
-    def fail(self, error: BaseException) -> None:
-        if not self.done and self.error is None:
-            self.error = error
-            self._wake()
-            self._complete(error)
-
-    def when_complete(self, told: Callable[[bytes | BaseException], None]) -> None:
-        """Tell ``told`` the whole body (or its failure) once it is in, without a reader task.
-
-        A body already in (a pipelined request's) is told at once.
-        """
-        self.on_complete = told
-        self._conn.body_waiting(True)
-        self.send_continue()
-        if self.done or self.error is not None:
-            self._complete(self.error)
-
-    def _complete(self, error: BaseException | None) -> None:
-        told, self.on_complete = self.on_complete, None
-        if told is not None:
-            self._conn.body_waiting(False)
-            chunks = self._chunks
-            told(error or (chunks[0] if len(chunks) == 1 else b"".join(chunks)))
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    # -- read by the pipeline -------------------------------------------------
-
-    def send_continue(self) -> None:
-        """Owe no more: tell the client (``Expect: 100-continue``) to send its body now."""
-        if self._continue:
-            self._continue = False
-            self._conn.write(_CONTINUE)
-
-    @property
-    def waiting(self) -> bool:
-        """A reader waits for bytes the client has not sent (what body_timeout_s bounds)."""
-        return self._waiter is not None
-
-    async def next(self) -> bytes | None:
-        """The next chunk, or None at the end; RequestTimeout or ClientGone on failure."""
-        while not self._chunks:
-            if self.done:
-                return None
-            if self.error is not None:
-                raise self.error
-            self.send_continue()
-            self._waiter = self._conn.loop.create_future()
-            self._conn.body_waiting(True)
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
-                self._conn.body_waiting(False)
-        chunk = self._chunks.popleft()
-        self.buffered -= len(chunk)
-        if self.buffered <= HIGH_WATER // 2:
-            self._conn.resume_body()
-        return chunk
-
-    async def read(self, limit: int, length: int | None) -> bytes:
-        """The whole body (a gated call's), at most ``limit`` bytes."""
-        if length is not None and length > limit:
-            raise BodyTooLarge(
-                f"A gated call's body may be at most {limit} bytes.", [{"limit": limit}]
-            )
-        parts: list[bytes] = []
-        size = 0
-        while (chunk := await self.next()) is not None:
-            size += len(chunk)
-            if size > limit:
-                raise BodyTooLarge(
-                    f"A gated call's body may be at most {limit} bytes.", [{"limit": limit}]
-                )
-            parts.append(chunk)
-        if length is not None and size != length:
-            raise AmbiguousBody("The body ended before its Content-Length.", [])
-        return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 class Cycle:

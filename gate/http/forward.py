@@ -18,8 +18,10 @@ from collections.abc import Callable
 from gate.core.action import Forward, answer_error
 from gate.errors import GateError, UpstreamTimeout, UpstreamUnavailable
 from gate.http.connection import Connection
-from gate.http.cycle import Body, Cycle, RequestHead
+from gate.http.cycle import Cycle
+from gate.http.head import RequestHead
 from gate.http.limits import BUFFER_ANSWER, INSPECT_ANSWER
+from gate.http.request_body import Body
 from gate.http.upstream import UpstreamClosed, UpstreamPool, UpstreamResponse
 from gate.http.vocabulary import PLAIN_TOKENS
 from gate.metrics import Metrics

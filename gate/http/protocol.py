@@ -1,4 +1,4 @@
-"""One client connection of the front door: llhttp parsing, pipelining, flow control, clocks.
+"""One client connection of the front door: llhttp parsing, pipelining, refusals.
 
 ``ProxyProtocol`` owns the socket: it feeds httptools' strict parser (never
 the lenient flags), turns each request head into a ``Cycle``, answers
@@ -9,21 +9,16 @@ and enforces the front door's limits: a head must be complete within
 ``server.body_timeout_s``, and an idle keep-alive connection is closed after
 ``server.keepalive_timeout_s``. Its listener (``gate.http.server.FrontDoor``)
 ticks its clocks once a second; what a request becomes is the handler's work.
-
-The connection's state is written down (h11's "state in one place"): a named
-state saying what it waits for, a set of pause reasons for reading, and its
-three clocks (the state's own: head or keep-alive; a body reader waiting; a
-client not reading its answer) as due times folded into one deadline, so a
-tick is one comparison for every connection with nothing due.
+The state, the clocks and flow control it moves through are its base class's
+(``gate.http.flow.ConnectionState``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import math
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import httptools
 
@@ -35,7 +30,9 @@ from gate.errors import (
     RequestTargetTooLong,
     RequestTimeout,
 )
-from gate.http.cycle import ClientGone, Cycle, RequestHead
+from gate.http.cycle import ClientGone, Cycle
+from gate.http.flow import ANSWERING, BODY, CLOSED, FOR_QUEUE, HEAD, NEVER, STOPPED, ConnectionState
+from gate.http.head import RequestHead
 from gate.http.vocabulary import REASONS
 from gate.tasks import Later, spawn
 
@@ -49,20 +46,6 @@ Handler = Callable[[Cycle], Later]
 callbacks. Either way the cycle ends by ``Cycle.done``."""
 _SLACK = 256 * 1024  # what one read may add on top of a head that is still incomplete
 
-# The connection's state: what it waits for, and so which of its own clocks runs.
-_IDLE: Final = 0  # nothing asked, nothing owed: the keep-alive clock (header_timeout_s at first)
-_HEAD: Final = 1  # a head is arriving: the head clock, unless the gate itself paused reading
-_BODY: Final = 2  # the running or a queued request's body is arriving: no clock of its own
-_ANSWERING: Final = 3  # every request sent is in, answers are owed: no clock of its own
-_STOPPED: Final = 4  # parse nothing more (an Upgrade offer, a refusal): answer, then close
-_CLOSED: Final = 5  # closed or cut: nothing more is read or written
-_STATES: Final = ("idle", "head", "body", "answering", "stopped", "closed")
-_NEVER: Final = math.inf  # the due time of a clock that is not running
-
-# Why reading from the client is paused: a set of these bits; reading resumes when it is empty.
-_FOR_BODY = 1  # more than HIGH_WATER of body bytes wait unread
-_FOR_QUEUE = 2  # a pipelined request waits for the one running
-
 
 class _Refused(Exception):
     """Raised from a parser callback to stop parsing a head the gate refuses."""
@@ -75,17 +58,14 @@ class _Closed(Exception):
     """Raised from a parser callback to stop parsing once the connection is closed."""
 
 
-class ProxyProtocol:
-    """One client connection: parsing, pipelining, flow control and the client-side clocks.
+class ProxyProtocol(ConnectionState):
+    """One client connection: parsing, pipelining and refusals, over its state and clocks.
 
-    An asyncio protocol by its methods, not by subclassing ``asyncio.Protocol``:
-    compiled, a class with a Python base keeps its attributes in a ``__dict__``
-    (a dict lookup per ``self.x``); without one it is a native class."""
+    An asyncio protocol by its methods, not by subclassing ``asyncio.Protocol``
+    (see ``ConnectionState``): its one base is native too, so it stays native."""
 
     def __init__(self, door: FrontDoor) -> None:
-        self.door = door
-        self.loop = door.loop
-        self.transport: asyncio.Transport | None = None
+        super().__init__(door)
         self.peer = b"unknown"
         self.proto = door.proto  # X-Forwarded-Proto: this listener's scheme
         self.draining = door.draining
@@ -97,18 +77,6 @@ class ProxyProtocol:
         self._head: RequestHead | None = None  # the head being parsed
         self._head_size = 0
         self._pending = 0  # bytes fed while a head was incomplete (bounds llhttp's buffer)
-        self._state = _IDLE
-        self._fresh = True  # no request yet: the first must arrive within header_timeout_s
-        # The clocks, as the moments they run out (_NEVER when stopped). _deadline is never later
-        # than the earliest: a clock that starts lowers it at once; one that stops or moves later
-        # leaves it early, and the tick that finds nothing due works it out again.
-        self._state_due = door.loop.time() + door.header_timeout  # head or keep-alive clock
-        self._body_due = _NEVER  # a body reader waits for bytes (body_timeout_s)
-        self._write_due = _NEVER  # the client stopped reading its answer (body_timeout_s)
-        self._deadline = self._state_due
-        self._drained: asyncio.Future[None] | None = None
-        self._pauses = 0  # _FOR_BODY | _FOR_QUEUE
-        self._reading_paused = False  # what the transport was last told
         self._refusal: GateError | None = None  # owed once the queued calls are answered
 
     # -- asyncio.Protocol ---------------------------------------------------
@@ -123,18 +91,8 @@ class ProxyProtocol:
         if self.door.draining:
             self.close()
 
-    @property
-    def closed(self) -> bool:
-        """Closed or cut: nothing more is read or written."""
-        return self._state == _CLOSED
-
-    @property
-    def state(self) -> str:
-        """The connection's state by name: idle, head, body, answering, stopped or closed."""
-        return _STATES[self._state]
-
     def data_received(self, data: bytes) -> None:
-        if self._state >= _STOPPED:
+        if self._state >= STOPPED:
             return
         try:
             self._parser.feed_data(data)
@@ -146,20 +104,20 @@ class ProxyProtocol:
                 self.door.logger.error("internal_error", error=type(refused).__name__)
                 self._refuse(GateError("The gate failed to read the request."))
         except httptools.HttpParserUpgrade:
-            if self._state != _CLOSED:
-                self._state = _STOPPED  # no protocol switch here: answer, then close
+            if self._state != CLOSED:
+                self._state = STOPPED  # no protocol switch here: answer, then close
             if self._queue:
                 self._queue[-1].close = True
         except httptools.HttpParserError as exc:
             self._refuse(MalformedRequest(f"The request is not valid HTTP/1.1: {_reason(exc)}."))
         else:
-            if self._state == _HEAD:  # llhttp holds a partial header line: bound it too
+            if self._state == HEAD:  # llhttp holds a partial header line: bound it too
                 self._pending += len(data)
                 if self._pending > self.door.max_header_bytes + _SLACK:
                     self._refuse(_head_too_large(self.door.max_header_bytes))
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._state, self._state_due = _CLOSED, _NEVER
+        self._state, self._state_due = CLOSED, NEVER
         self.door.connections.discard(self)
         gone = ClientGone()
         for cycle in list(self._queue):  # failing a body may finish its cycle
@@ -172,34 +130,18 @@ class ProxyProtocol:
         """The peer ended its side: None lets the transport close ours (asyncio's default)."""
         return None
 
-    def pause_writing(self) -> None:
-        if self._drained is None:
-            self._drained = self.loop.create_future()
-            due = self._write_due = self.loop.time() + self.door.body_timeout
-            if due < self._deadline:
-                self._deadline = due
-
-    def resume_writing(self) -> None:
-        self._write_due = _NEVER
-        self._wake_writer()
-
-    def _wake_writer(self) -> None:
-        drained, self._drained = self._drained, None
-        if drained is not None and not drained.done():
-            drained.set_result(None)
-
     # -- llhttp callbacks ---------------------------------------------------
 
     def on_message_begin(self) -> None:
-        if self._state == _CLOSED:  # answered and closed while this feed went on
+        if self._state == CLOSED:  # answered and closed while this feed went on
             raise _Closed()
         self._head = RequestHead()
         self._head_size = 0
         self._url = []
         self._url_size = 0
-        self._state = _HEAD
+        self._state = HEAD
         if self._reading_paused:  # bytes already read: the client is not the one late
-            self._state_due = _NEVER
+            self._state_due = NEVER
         else:
             self._clock(self.door.header_timeout)
 
@@ -226,7 +168,7 @@ class ProxyProtocol:
         parser = self._parser
         head = cast(RequestHead, self._head)
         self._head, self._fresh, self._pending = None, False, 0
-        self._state, self._state_due = _BODY, _NEVER
+        self._state, self._state_due = BODY, NEVER
         found = head.found
         keep_alive = parser.should_keep_alive()
         # Kept alive without a Connection header: HTTP/1.1 (1.0 needs "keep-alive" for it),
@@ -260,7 +202,7 @@ class ProxyProtocol:
         if len(self._queue) == 1:
             self._start(cycle)
         else:
-            self._pause(_FOR_QUEUE)  # pipelined: hold further requests until it runs
+            self._pause(FOR_QUEUE)  # pipelined: hold further requests until it runs
 
     def on_body(self, chunk: bytes) -> None:
         if self._parsing is not None:
@@ -270,9 +212,9 @@ class ProxyProtocol:
         if self._parsing is not None:
             self._parsing.body.finish()
             self._parsing = None
-        if self._state == _BODY:  # (not when its answer closed the connection meanwhile)
+        if self._state == BODY:  # (not when its answer closed the connection meanwhile)
             if self._queue:
-                self._state = _ANSWERING
+                self._state = ANSWERING
             else:
                 self._idle()
 
@@ -288,7 +230,7 @@ class ProxyProtocol:
         cycle.carry_on(work)
 
     def _start_next(self) -> None:
-        if self._queue and not self._queue[0].started and self._state != _CLOSED:
+        if self._queue and not self._queue[0].started and self._state != CLOSED:
             self._start(self._queue[0])
 
     def run(self, cycle: Cycle, work: Coroutine[Any, Any, None]) -> None:
@@ -310,7 +252,7 @@ class ProxyProtocol:
         """
         if self._queue and self._queue[0] is cycle:
             self._queue.popleft()
-        if self._state == _CLOSED:
+        if self._state == CLOSED:
             return
         if cycle.close or not cycle.body.done:
             if self._refusal is not None and not self._queue:
@@ -320,16 +262,16 @@ class ProxyProtocol:
         if self._queue:  # the next pipelined request, from the loop: no recursion per request
             self.loop.call_soon(self._start_next)
         else:
-            self._resume(_FOR_QUEUE)
-            if self._state == _ANSWERING:  # the last answer is out: the keep-alive clock starts
+            self._resume(FOR_QUEUE)
+            if self._state == ANSWERING:  # the last answer is out: the keep-alive clock starts
                 self._idle()
 
     def _refuse(self, error: GateError) -> None:
         """Answer a request the parser refused, then close: the stream cannot be trusted."""
-        if self._state == _CLOSED or self.transport is None:
+        if self._state == CLOSED or self.transport is None:
             return
         self._head = None
-        self._state, self._state_due = _STOPPED, _NEVER  # parse nothing more from this connection
+        self._state, self._state_due = STOPPED, NEVER  # parse nothing more from this connection
         # The kind and llhttp's own reason only: the request's bytes may hold a token.
         self.door.logger.info("request_refused", error=error.error_name, peer=self.peer.decode())
         if self._parsing is not None:  # a broken body: its request's one answer says so
@@ -349,119 +291,24 @@ class ProxyProtocol:
         lines = b"".join(b"%s: %s\r\n" % pair for pair in answer.headers)
         self.transport.write(
             b"HTTP/1.1 %d %s\r\n%s%sContent-Length: %d\r\nConnection: close\r\n\r\n%s"
-            % (
-                answer.status,
-                REASONS.get(answer.status, b""),
-                lines,
-                self.door.date,
-                len(answer.body),
-                answer.body,
-            )
-        )
+            % (answer.status, REASONS.get(answer.status, b""), lines, self.door.date,
+               len(answer.body), answer.body)
+        )  # fmt: skip
         self.close()
 
-    # -- flow control ---------------------------------------------------------
+    def _head_late(self) -> None:
+        self._refuse(RequestTimeout("The request head did not arrive in time."))
 
-    def pause_body(self) -> None:
-        self._pause(_FOR_BODY)
-
-    def resume_body(self) -> None:
-        self._resume(_FOR_BODY)
-
-    def _pause(self, reason: int) -> None:
-        self._pauses |= reason
-        self._flow()
-
-    def _resume(self, reason: int) -> None:
-        if self._pauses & reason:
-            self._pauses &= ~reason
-            self._flow()
-
-    def _flow(self) -> None:
-        paused = self._pauses != 0
-        if paused != self._reading_paused and self.transport is not None and self._state != _CLOSED:
-            self._reading_paused = paused
-            if paused:
-                self.transport.pause_reading()
-                if self._state == _HEAD:  # the gate holds the head back, not the client
-                    self._state_due = _NEVER
-            else:
-                self.transport.resume_reading()
-                if self._state == _HEAD:  # the client may send again: its head clock restarts
-                    self._clock(self.door.header_timeout)
-
-    def write(self, data: bytes) -> None:
-        if self._state != _CLOSED and self.transport is not None:
-            self.transport.write(data)
-
-    async def drain(self) -> None:
-        if self._state == _CLOSED:
-            raise ClientGone()
-        if self._drained is not None:
-            await self._drained
-            if self._state == _CLOSED:
-                raise ClientGone()
-
-    def close(self) -> None:
-        """Close once what was written is out (the write clock still bounds that)."""
-        if self._state != _CLOSED and self.transport is not None:
-            self._state, self._state_due = _CLOSED, _NEVER
-            self.transport.close()
-
-    def abort(self) -> None:
-        """Cut the connection: the client must see a broken answer, never a short one."""
-        if self.transport is not None:
-            self._state, self._state_due = _CLOSED, _NEVER
-            self.transport.abort()
-
-    # -- clocks -----------------------------------------------------------------
-
-    def _clock(self, limit: float) -> None:
-        """Start the state's own clock (head or keep-alive): it runs out ``limit`` s from now."""
-        due = self._state_due = self.loop.time() + limit
-        if due < self._deadline:
-            self._deadline = due
-
-    def _idle(self) -> None:
-        """Nothing asked and nothing owed: the keep-alive clock starts now."""
-        self._state = _IDLE
-        door = self.door
-        self._clock(door.header_timeout if self._fresh else door.keepalive_timeout)
-
-    def body_waiting(self, waiting: bool) -> None:
-        """A body reader starts (or, given bytes, goes on) waiting, or stops: body_timeout_s.
-
-        Called per body chunk: a store and a comparison (a due time moving later leaves the
-        deadline early, which the next tick corrects).
-        """
-        if waiting:
-            due = self._body_due = self.loop.time() + self.door.body_timeout
-            if due < self._deadline:
-                self._deadline = due
-        else:
-            self._body_due = _NEVER
-
-    def tick(self, now: float) -> None:
-        """Once a second: one comparison; past the deadline, act on each clock that ran out."""
-        if now <= self._deadline:
-            return
-        if now > self._state_due:
-            if self._state == _HEAD:
-                self._refuse(RequestTimeout("The request head did not arrive in time."))
-            else:  # idle (or stopped) with nothing owed: nothing was asked, no answer is owed
-                self.close()
-        if now > self._body_due and self._queue:
+    def _body_late(self) -> None:
+        if self._queue:
             self._queue[0].body.fail(RequestTimeout("The request body stalled for too long."))
-        if now > self._write_due:
-            self.abort()  # the client stopped reading its answer
-        self._deadline = min(self._state_due, self._body_due, self._write_due)
 
     def shutdown(self) -> None:
         """Draining: close when idle, else after the answer in progress."""
         self.draining = True
         for cycle in self._queue:
             cycle.close = True
-        if not self._queue and self._state != _HEAD:
+        if not self._queue and self._state != HEAD:
             self.close()
 
 

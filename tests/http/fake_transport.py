@@ -4,13 +4,16 @@
 the protocol writes, counts pause/resume of reading, and on close or abort
 tells the protocol the connection is lost (from the loop, as asyncio does).
 ``answers`` parses what was written with httptools, so a test reads the
-answers a client would.
+answers a client would; ``get``, ``post`` and ``chunked`` are the requests a
+client sends, ``feed`` sends them, and ``App`` is a small handler that answers
+each request with what it read.
 """
 
 from __future__ import annotations
 
 import asyncio
 import io
+import json
 import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -19,11 +22,26 @@ from typing import Any
 import structlog
 
 from gate.config import ServerSettings
-from gate.http.cycle import Cycle
+from gate.core.action import Answer, answer_error
+from gate.errors import GateError
+from gate.http.cycle import ClientGone, Cycle
 from gate.http.protocol import ProxyProtocol
 from gate.http.server import FrontDoor
 
-__all__ = ["FakeTransport", "Written", "answers", "connect", "make_door"]
+__all__ = [
+    "App",
+    "FakeTransport",
+    "Written",
+    "answers",
+    "chunked",
+    "connect",
+    "error_name",
+    "feed",
+    "get",
+    "make_door",
+    "post",
+    "settle",
+]
 
 
 class FakeTransport:
@@ -145,3 +163,79 @@ def answers(data: bytes, interim: bool = False) -> list[Written]:
         if interim or written.status >= 200:
             found.append(written)
     return found
+
+
+class App:
+    """The handler under test's protocol: answers ``METHOD target|body`` once it read the body.
+
+    ``hold`` keeps every answer back until set; ``read_body=False`` answers
+    without reading the body. A body that fails with a gate error is answered
+    with it, as the pipeline does.
+    """
+
+    def __init__(self, *, hold: asyncio.Event | None = None, read_body: bool = True) -> None:
+        self.hold = hold
+        self.read_body = read_body
+        self.cycles: list[Cycle] = []
+        self.gone = 0  # bodies that ended because the client left
+
+    def __call__(self, cycle: Cycle) -> Coroutine[Any, Any, None] | None:
+        self.cycles.append(cycle)
+        return self._answer(cycle)
+
+    async def _answer(self, cycle: Cycle) -> None:
+        if self.hold is not None:
+            await self.hold.wait()
+        body = b""
+        if self.read_body:
+            try:
+                parts = []
+                while (chunk := await cycle.body.next()) is not None:
+                    parts.append(chunk)
+                body = b"".join(parts)
+            except GateError as error:
+                cycle.answer(answer_error(error))
+                return
+            except ClientGone:
+                self.gone += 1
+                raise
+        text = b"%s %s|%s" % (cycle.method.encode(), cycle.target.encode(), body)
+        cycle.answer(Answer(200, text, ((b"Content-Type", b"text/plain"),)))
+
+
+async def settle() -> None:
+    """Let the loop run what the last feed started (tasks, call_soon)."""
+    for _ in range(10):
+        await asyncio.sleep(0)
+
+
+def get(target: str, *extra: str) -> bytes:
+    lines = "".join(f"{line}\r\n" for line in extra)
+    return f"GET {target} HTTP/1.1\r\nHost: gate\r\n{lines}\r\n".encode()
+
+
+def post(target: str, body: bytes, *extra: str) -> bytes:
+    lines = "".join(f"{line}\r\n" for line in extra)
+    return (
+        f"POST {target} HTTP/1.1\r\nHost: gate\r\nContent-Length: {len(body)}\r\n{lines}\r\n"
+    ).encode() + body
+
+
+def chunked(target: str, *chunks: bytes) -> bytes:
+    framed = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for chunk in chunks)
+    head = f"POST {target} HTTP/1.1\r\nHost: gate\r\nTransfer-Encoding: chunked\r\n\r\n"
+    return head.encode() + framed + b"0\r\n\r\n"
+
+
+def feed(protocol: ProxyProtocol, data: bytes, *, step: int = 0) -> None:
+    """Hand ``data`` to the protocol whole, or ``step`` bytes at a time."""
+    if not step:
+        protocol.data_received(data)
+        return
+    for start in range(0, len(data), step):
+        protocol.data_received(data[start : start + step])
+
+
+def error_name(written: Written) -> str:
+    name: str = json.loads(written.body)["errorName"]
+    return name

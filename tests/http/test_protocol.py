@@ -1,106 +1,38 @@
 """gate.http.protocol driven byte by byte through a fake client socket (uvicorn's way).
 
 The front door's real ``ProxyProtocol`` and ``FrontDoor`` run under a small
-handler written here (it answers each request with what it read); only the
-client's socket is fake. Contract tests over real sockets stay in
-tests/contract; these pin the connection's own rules: keep-alive,
-pipelining in order, chunked bodies, 100-continue, the head limits, the
-clocks, a client that half-closes, and one answer per request.
+handler (``tests.http.fake_transport.App``: it answers each request with what
+it read); only the client's socket is fake. Contract tests over real sockets
+stay in tests/contract; these pin the connection's parsing rules: keep-alive,
+pipelining in order, chunked bodies, the head limits, a client that
+half-closes, and one answer per request. Its clocks and flow control are
+tests/http/test_flow.py's.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-from collections.abc import Coroutine
-from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gate.core.action import Answer, answer_error
-from gate.errors import GateError
-from gate.http.cycle import ClientGone, Cycle
-from gate.http.protocol import ProxyProtocol
-from tests.http.fake_transport import FakeTransport, Written, answers, connect, make_door
-
-
-class App:
-    """The handler under test's protocol: answers ``METHOD target|body`` once it read the body.
-
-    ``hold`` keeps every answer back until set; ``read_body=False`` answers
-    without reading the body. A body that fails with a gate error is answered
-    with it, as the pipeline does.
-    """
-
-    def __init__(self, *, hold: asyncio.Event | None = None, read_body: bool = True) -> None:
-        self.hold = hold
-        self.read_body = read_body
-        self.cycles: list[Cycle] = []
-        self.gone = 0  # bodies that ended because the client left
-
-    def __call__(self, cycle: Cycle) -> Coroutine[Any, Any, None] | None:
-        self.cycles.append(cycle)
-        return self._answer(cycle)
-
-    async def _answer(self, cycle: Cycle) -> None:
-        if self.hold is not None:
-            await self.hold.wait()
-        body = b""
-        if self.read_body:
-            try:
-                parts = []
-                while (chunk := await cycle.body.next()) is not None:
-                    parts.append(chunk)
-                body = b"".join(parts)
-            except GateError as error:
-                cycle.answer(answer_error(error))
-                return
-            except ClientGone:
-                self.gone += 1
-                raise
-        text = b"%s %s|%s" % (cycle.method.encode(), cycle.target.encode(), body)
-        cycle.answer(Answer(200, text, ((b"Content-Type", b"text/plain"),)))
-
-
-async def settle() -> None:
-    """Let the loop run what the last feed started (tasks, call_soon)."""
-    for _ in range(10):
-        await asyncio.sleep(0)
-
-
-def get(target: str, *extra: str) -> bytes:
-    lines = "".join(f"{line}\r\n" for line in extra)
-    return f"GET {target} HTTP/1.1\r\nHost: gate\r\n{lines}\r\n".encode()
-
-
-def post(target: str, body: bytes, *extra: str) -> bytes:
-    lines = "".join(f"{line}\r\n" for line in extra)
-    return (
-        f"POST {target} HTTP/1.1\r\nHost: gate\r\nContent-Length: {len(body)}\r\n{lines}\r\n"
-    ).encode() + body
-
-
-def chunked(target: str, *chunks: bytes) -> bytes:
-    framed = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for chunk in chunks)
-    head = f"POST {target} HTTP/1.1\r\nHost: gate\r\nTransfer-Encoding: chunked\r\n\r\n"
-    return head.encode() + framed + b"0\r\n\r\n"
-
-
-def feed(protocol: ProxyProtocol, data: bytes, *, step: int = 0) -> None:
-    """Hand ``data`` to the protocol whole, or ``step`` bytes at a time."""
-    if not step:
-        protocol.data_received(data)
-        return
-    for start in range(0, len(data), step):
-        protocol.data_received(data[start : start + step])
-
-
-def error_name(written: Written) -> str:
-    name: str = json.loads(written.body)["errorName"]
-    return name
-
+from gate.core.action import Answer
+from gate.http.cycle import Cycle
+from tests.http.fake_transport import (
+    App,
+    FakeTransport,
+    Written,
+    answers,
+    chunked,
+    connect,
+    error_name,
+    feed,
+    get,
+    make_door,
+    post,
+    settle,
+)
 
 # -- keep-alive ------------------------------------------------------------------
 
@@ -158,20 +90,6 @@ async def test_http10_closes_unless_it_asks_for_keep_alive() -> None:
     assert transport.closed
 
 
-async def test_idle_keep_alive_connection_is_closed_by_the_clock() -> None:
-    """After keepalive_timeout_s with nothing asked, the connection closes without a word."""
-    door = make_door(App(), keepalive_timeout_s=5)
-    protocol, transport = connect(door)
-    feed(protocol, get("/v1/a"))
-    await settle()
-    now = door.loop.time()
-    protocol.tick(now + 4)
-    assert not transport.closed
-    protocol.tick(now + 6)
-    assert transport.closed
-    assert len(answers(transport.written)) == 1  # no answer for what was never asked
-
-
 # -- byte by byte, chunked, pipelining ------------------------------------------------
 
 
@@ -222,52 +140,6 @@ async def test_pipelined_requests_are_answered_in_order_one_at_a_time() -> None:
     assert not transport.closed
 
 
-async def test_a_large_unread_body_pauses_reading_until_it_is_read() -> None:
-    """Flow control: past 256 KiB of unread body, reading pauses; reading the body resumes it."""
-    hold = asyncio.Event()
-    protocol, transport = connect(make_door(App(hold=hold)))
-    body = b"x" * (300 * 1024)
-    feed(protocol, post("/v1/big", body), step=64 * 1024)
-    await settle()
-    assert not transport.reading
-    hold.set()
-    await settle()
-    [answer] = answers(transport.written)
-    assert answer.body == b"POST /v1/big|" + body
-    assert transport.reading
-
-
-# -- 100-continue -----------------------------------------------------------------------
-
-
-async def test_100_continue_is_sent_when_the_body_is_read() -> None:
-    """Expect: 100-continue is answered 100 once the handler reads, then the real answer."""
-    protocol, transport = connect(make_door(App()))
-    data = post("/v1/x", b"hello", "Expect: 100-continue")
-    head, body = data[: -len(b"hello")], b"hello"
-    feed(protocol, head)
-    await settle()
-    assert transport.written == b"HTTP/1.1 100 Continue\r\n\r\n"
-    feed(protocol, body)
-    await settle()
-    assert [(a.status, a.body) for a in answers(transport.written, interim=True)] == [
-        (100, b""),
-        (200, b"POST /v1/x|hello"),
-    ]
-
-
-async def test_no_100_continue_when_answered_without_the_body() -> None:
-    """A handler that answers without reading owes no 100; the unread body closes the socket."""
-    protocol, transport = connect(make_door(App(read_body=False)))
-    data = post("/v1/x", b"hello", "Expect: 100-continue")
-    feed(protocol, data[: -len(b"hello")])
-    await settle()
-    [answer] = answers(transport.written, interim=True)
-    assert answer.status == 200
-    assert answer.header(b"connection") == b"close"
-    assert transport.closed
-
-
 # -- limits ---------------------------------------------------------------------------------
 
 
@@ -309,184 +181,6 @@ async def test_a_target_over_max_target_bytes_is_414() -> None:
     assert error_name(answer) == "RequestTargetTooLong"
     assert transport.closed
     assert app.cycles == []
-
-
-async def test_a_slow_head_is_408_by_the_clock() -> None:
-    """server.header_timeout_s: a head still incomplete after it is answered 408, then closed."""
-    door = make_door(App(), header_timeout_s=10)
-    protocol, transport = connect(door)
-    feed(protocol, b"GET /v1/a HTTP/1.1\r\nHost: ga")
-    protocol.tick(door.loop.time() + 11)
-    [answer] = answers(transport.written)
-    assert answer.status == 408
-    assert transport.closed
-
-
-async def test_a_stalled_body_is_one_408_from_its_reader() -> None:
-    """server.body_timeout_s: a body that stalls fails its reader, whose 408 is the one answer."""
-    door = make_door(App(), body_timeout_s=5)
-    protocol, transport = connect(door)
-    feed(protocol, post("/v1/x", b"0123456789")[:-5])
-    await settle()
-    protocol.tick(door.loop.time() + 6)
-    await settle()
-    [answer] = answers(transport.written)
-    assert answer.status == 408
-    assert transport.closed
-
-
-def whole_body(cycle: Cycle) -> Coroutine[Any, Any, None] | None:
-    """A handler taking a small body whole from the parser's callback (no reader task)."""
-
-    def step(raw: bytes | GateError | ClientGone) -> None:
-        if isinstance(raw, GateError):
-            cycle.answer(answer_error(raw))
-        elif isinstance(raw, bytes):
-            cycle.answer(Answer(200, raw, ()))
-        else:
-            cycle.done()
-
-    return cycle.body_then(1024, step)
-
-
-@pytest.mark.parametrize("reader", ["streamed", "whole"])
-async def test_a_body_reader_stalled_past_body_timeout_gets_408(reader: str) -> None:
-    """server.body_timeout_s bounds a reader waiting for body bytes, by task or by callback."""
-    door = make_door(App() if reader == "streamed" else whole_body, body_timeout_s=5)
-    protocol, transport = connect(door)
-    feed(protocol, post("/v1/x", b"0123456789")[:-5])
-    await settle()
-    now = door.loop.time()
-    protocol.tick(now + 4)
-    await settle()
-    assert transport.written == b""
-    assert protocol.state == "body"
-    protocol.tick(now + 6)
-    await settle()
-    [answer] = answers(transport.written)
-    assert answer.status == 408
-    assert error_name(answer) == "RequestTimeout"
-    assert transport.closed
-
-
-async def stream_answer(cycle: Cycle) -> None:
-    """A handler streaming its answer in two pieces, waiting on the client between them."""
-    chunked = cycle.respond(200, b"OK", b"", length=None)
-    await cycle.write(b"first", chunked)
-    await cycle.write(b"second", chunked)
-    cycle.end(chunked)
-    cycle.done()
-
-
-def full_after_head(protocol: list[ProxyProtocol]) -> FakeTransport:
-    """A client socket whose buffer fills with the answer's head (asyncio's pause_writing)."""
-
-    def on_write(data: bytes) -> None:
-        if data.startswith(b"HTTP/1.1 200"):
-            protocol[0].pause_writing()
-
-    return FakeTransport(on_write)
-
-
-async def test_a_client_not_reading_its_answer_is_cut_after_body_timeout() -> None:
-    """server.body_timeout_s also bounds a client that stops reading: its answer is cut."""
-    door = make_door(stream_answer, body_timeout_s=5)
-    holder: list[ProxyProtocol] = []
-    protocol, transport = connect(door, full_after_head(holder))
-    holder.append(protocol)
-    feed(protocol, get("/v1/a"))
-    await settle()
-    now = door.loop.time()
-    protocol.tick(now + 4)
-    assert not transport.closed
-    protocol.tick(now + 6)
-    await settle()
-    assert transport.aborted  # cut, never a short answer that looks whole
-    assert b"second" not in transport.written
-    assert not door.tasks  # the writer heard ClientGone and ended
-
-
-async def test_a_client_that_reads_again_in_time_is_not_cut() -> None:
-    """The write clock stops when the client reads again (resume_writing)."""
-    door = make_door(stream_answer, body_timeout_s=5, keepalive_timeout_s=60)
-    holder: list[ProxyProtocol] = []
-    protocol, transport = connect(door, full_after_head(holder))
-    holder.append(protocol)
-    feed(protocol, get("/v1/a"))
-    await settle()
-    now = door.loop.time()
-    protocol.tick(now + 4)
-    protocol.resume_writing()
-    await settle()
-    protocol.tick(now + 30)
-    [answer] = answers(transport.written)
-    assert answer.body == b"firstsecond"
-    assert not transport.closed
-    assert protocol.state == "idle"
-
-
-async def test_the_keep_alive_clock_starts_when_the_last_queued_answer_is_out() -> None:
-    """server.keepalive_timeout_s counts from the last answer, not while answers are owed."""
-    hold = asyncio.Event()
-    door = make_door(App(hold=hold), keepalive_timeout_s=5)
-    protocol, transport = connect(door)
-    feed(protocol, get("/v1/1") + get("/v1/2"))
-    await settle()
-    assert protocol.state == "answering"
-    protocol.tick(door.loop.time() + 60)  # long past keepalive_timeout_s: answers are owed
-    assert not transport.closed
-    hold.set()
-    await settle()
-    assert len(answers(transport.written)) == 2
-    assert protocol.state == "idle"
-    out = door.loop.time()
-    protocol.tick(out + 4)
-    assert not transport.closed
-    protocol.tick(out + 6)
-    assert transport.closed
-    assert len(answers(transport.written)) == 2
-
-
-async def test_the_head_clock_does_not_run_while_the_gate_paused_reading() -> None:
-    """server.header_timeout_s times the client: a head held back by the gate is not late."""
-    hold = asyncio.Event()
-    door = make_door(App(hold=hold), header_timeout_s=10)
-    protocol, transport = connect(door)
-    feed(protocol, get("/v1/1") + get("/v1/2") + b"GET /v1/3 HTTP/1.1\r\nHo")
-    await settle()
-    assert not transport.reading  # the gate paused: a pipelined request waits its turn
-    assert protocol.state == "head"
-    now = door.loop.time()
-    protocol.tick(now + 60)
-    assert transport.written == b""
-    assert not transport.closed
-    hold.set()
-    await settle()
-    assert transport.reading  # both answered: reading again, and the head clock runs again
-    assert [a.status for a in answers(transport.written)] == [200, 200]
-    protocol.tick(now + 60 + 11)
-    assert [a.status for a in answers(transport.written)] == [200, 200, 408]
-    assert transport.closed
-
-
-async def test_the_state_names_what_the_connection_waits_for() -> None:
-    """The connection's state: idle, head, body, answering, idle again, then closed."""
-    hold = asyncio.Event()
-    protocol, transport = connect(make_door(App(hold=hold)))
-    assert protocol.state == "idle"
-    data = post("/v1/x", b"0123456789")
-    feed(protocol, data[:10])
-    assert protocol.state == "head"
-    feed(protocol, data[10:-3])
-    assert protocol.state == "body"
-    feed(protocol, data[-3:])
-    assert protocol.state == "answering"
-    hold.set()
-    await settle()
-    assert protocol.state == "idle"
-    protocol.close()
-    assert protocol.state == "closed"
-    assert protocol.closed and transport.closed
 
 
 async def test_nothing_more_is_handled_once_an_answer_closed_the_connection() -> None:

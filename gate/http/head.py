@@ -1,0 +1,70 @@
+"""A request's headers: the raw pairs in order, the few the gate reads, and the lines to forward.
+
+Built in one pass as llhttp delivers the head (``gate.http.protocol``), so
+the pipeline never walks the headers again to find the ones it reads or to
+render the ones it forwards; ``gate.http.vocabulary`` says which are which.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from gate.http.vocabulary import FORWARD, KINDS, NOT_FORWARDED, OVERRIDES, READ, READ_NAMES
+
+__all__ = ["RequestHead"]
+
+
+class RequestHead:
+    """A request's headers: raw pairs in order, the few the gate reads, and the lines to forward.
+
+    One pass as llhttp delivers them: each name is lowered once, and the
+    header lines for the upstream are built on the way.
+    """
+
+    __slots__ = ("found", "lines", "raw")
+
+    def __init__(self) -> None:
+        self.raw: list[tuple[bytes, bytes]] = []
+        self.found: dict[str, list[str]] = {}
+        self.lines: list[bytes] = []  # forwardable header lines, as sent
+
+    def add(self, name: bytes, value: bytes) -> None:
+        self.raw.append((name, value))
+        lowered = name.lower()
+        kind = KINDS.get(lowered)
+        if kind is None:
+            if b"_" in lowered and _lookalike(lowered):
+                return
+            self.lines += (name, b": ", value, b"\r\n")
+            return
+        if kind & READ:
+            self.found.setdefault(lowered.decode(), []).append(value.decode("latin-1"))
+        if kind & FORWARD:
+            self.lines += (name, b": ", value, b"\r\n")
+
+    def forwardable(self, extra: set[bytes]) -> bytes:
+        """The forwarded lines less ``extra`` names too (what a Connection header lists)."""
+        kept = []
+        for name, value in self.raw:
+            lowered = name.lower()
+            kind = KINDS.get(lowered)
+            if kind is None and b"_" in lowered and _lookalike(lowered):
+                continue
+            dropped = lowered in extra or lowered.replace(b"_", b"-") in extra
+            if (kind is None or kind & FORWARD) and not dropped:
+                kept.append(b"%s: %s\r\n" % (name, value))
+        return b"".join(kept)
+
+    def getall(self, name: str) -> Sequence[str]:
+        """Every value of ``name`` (lowercase), in order."""
+        found = self.found.get(name)
+        if found is not None or name in READ_NAMES:
+            return found or ()
+        wanted = name.encode("latin-1")  # a configured name (identity.partner_header)
+        return [value.decode("latin-1") for key, value in self.raw if key.lower() == wanted]
+
+
+def _lookalike(lowered: bytes) -> bool:
+    """IIS reads X_Original_URL as X-Original-URL: underscore spellings of dropped headers."""
+    dashed = lowered.replace(b"_", b"-")
+    return dashed in NOT_FORWARDED or dashed in OVERRIDES

@@ -1,0 +1,59 @@
+"""gate.http.head's RequestHead: which request headers the gate reads, forwards or drops."""
+
+from __future__ import annotations
+
+import pytest
+
+from gate.http.head import RequestHead
+
+
+def head(*pairs: tuple[bytes, bytes]) -> RequestHead:
+    built = RequestHead()
+    for name, value in pairs:
+        built.add(name, value)
+    return built
+
+
+def test_headers_are_forwarded_as_sent_in_order_with_repeats() -> None:
+    """§2 pass-through: names keep their case, order and repeats; values are untouched."""
+    built = head((b"X-A", b"1"), (b"Authorization", b"Bearer t"), (b"x-a", b"2"))
+    assert b"".join(built.lines) == b"X-A: 1\r\nAuthorization: Bearer t\r\nx-a: 2\r\n"
+    assert built.raw == [(b"X-A", b"1"), (b"Authorization", b"Bearer t"), (b"x-a", b"2")]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [b"Connection", b"Keep-Alive", b"TE", b"Upgrade", b"Proxy-Authorization", b"Host",
+     b"Content-Length", b"Transfer-Encoding", b"X-Forwarded-For", b"X-Forwarded-Host",
+     b"X-Original-URL", b"X-Rewrite-URL"],
+)  # fmt: skip
+def test_hop_by_hop_framing_and_routing_headers_are_never_forwarded(name: bytes) -> None:
+    """§2: hop-by-hop headers, framing the gate redoes and URL overrides stay at the gate."""
+    assert head((name, b"v"), (b"X-Kept", b"1")).lines == [b"X-Kept", b": ", b"1", b"\r\n"]
+
+
+@pytest.mark.parametrize("name", [b"X_Original_URL", b"x_rewrite_url", b"X_HTTP_Method"])
+def test_underscore_spellings_of_dropped_headers_are_dropped(name: bytes) -> None:
+    """IIS reads X_Original_URL as X-Original-URL: a look-alike is never forwarded either."""
+    assert head((name, b"/admin")).lines == []
+
+
+def test_the_headers_the_gate_reads_are_found_by_lowercase_name() -> None:
+    """The core reads a few headers by name, every value in order."""
+    built = head((b"MS-CorrelationId", b"abc"), (b"Host", b"gate"), (b"X-HTTP-Method", b"PUT"))
+    assert built.getall("ms-correlationid") == ["abc"]
+    assert built.getall("host") == ["gate"]
+    assert built.getall("x-http-method") == ["PUT"]
+    assert built.getall("authorization") == ()  # a read header that was not sent
+
+
+def test_a_configured_header_name_is_found_too() -> None:
+    """identity.partner_header may name any header: it is looked up in the raw pairs."""
+    built = head((b"X-Partner-Tenant", b"t1"), (b"x-partner-tenant", b"t2"))
+    assert list(built.getall("x-partner-tenant")) == ["t1", "t2"]
+
+
+def test_headers_named_by_connection_are_dropped_when_asked() -> None:
+    """RFC 9110 §7.6.1: what a Connection header names is hop-by-hop for this request."""
+    built = head((b"Connection", b"X-Secret"), (b"X-Secret", b"1"), (b"X-Kept", b"2"))
+    assert built.forwardable({b"x-secret"}) == b"X-Kept: 2\r\n"
