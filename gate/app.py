@@ -92,7 +92,7 @@ async def start_authz(
     decider = Decider(app[RUNTIME], store, store.read_subscription)
     service = DecisionService(decider, settings.authz.path_prefix, app[METRICS], app[HOT_LINES])
     context = app[TLS].context("authz", settings.authz)
-    door = FrontDoor(service.start, settings.server, app[LOGGER])
+    door = FrontDoor(service.start, settings.server, app[LOGGER], forwards=False)
     return door, await door.start(host, port, reuse_port=reuse_port, ssl=context)
 
 

@@ -21,25 +21,26 @@ class RequestHead:
     header lines for the upstream are built on the way.
     """
 
-    __slots__ = ("found", "lines", "raw")
+    __slots__ = ("forwards", "found", "lines", "raw")
 
-    def __init__(self) -> None:
+    def __init__(self, forwards: bool = True) -> None:
         self.raw: list[tuple[bytes, bytes]] = []
         self.found: dict[str, list[str]] = {}
         self.lines: list[bytes] = []  # forwardable header lines, as sent
+        # False on the decision service's door: nothing is forwarded, so no lines are built
+        self.forwards = forwards
 
     def add(self, name: bytes, value: bytes) -> None:
         self.raw.append((name, value))
         lowered = name.lower()
         kind = KINDS.get(lowered)
         if kind is None:
-            if b"_" in lowered and _lookalike(lowered):
-                return
-            self.lines += (name, b": ", value, b"\r\n")
+            if self.forwards and not (b"_" in lowered and _lookalike(lowered)):
+                self.lines += (name, b": ", value, b"\r\n")
             return
         if kind & READ:
             self.found.setdefault(lowered.decode(), []).append(value.decode("latin-1"))
-        if kind & FORWARD:
+        if kind & FORWARD and self.forwards:
             self.lines += (name, b": ", value, b"\r\n")
 
     def forwardable(self, extra: set[bytes]) -> bytes:

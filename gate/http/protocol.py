@@ -135,7 +135,7 @@ class ProxyProtocol(ConnectionState):
     def on_message_begin(self) -> None:
         if self._state == CLOSED:  # answered and closed while this feed went on
             raise _Closed()
-        self._head = RequestHead()
+        self._head = RequestHead(self.door.forwards)
         self._head_size = 0
         self._url = []
         self._url_size = 0

@@ -27,10 +27,16 @@ class FrontDoor:
     """The proxy listener: its connections, their clocks, and a drain on shutdown."""
 
     def __init__(
-        self, handler: Handler, settings: ServerSettings, logger: FilteringBoundLogger
+        self,
+        handler: Handler,
+        settings: ServerSettings,
+        logger: FilteringBoundLogger,
+        *,
+        forwards: bool = True,
     ) -> None:
         self.loop = asyncio.get_running_loop()
         self.handler = handler
+        self.forwards = forwards  # False: the decision service, which forwards no header lines
         self.logger = logger
         self.header_timeout = settings.header_timeout_s
         self.body_timeout = settings.body_timeout_s

@@ -57,3 +57,14 @@ def test_headers_named_by_connection_are_dropped_when_asked() -> None:
     """RFC 9110 §7.6.1: what a Connection header names is hop-by-hop for this request."""
     built = head((b"Connection", b"X-Secret"), (b"X-Secret", b"1"), (b"X-Kept", b"2"))
     assert built.forwardable({b"x-secret"}) == b"X-Kept: 2\r\n"
+
+
+def test_a_head_that_forwards_nothing_builds_no_lines_but_reads_the_same() -> None:
+    """The decision service's door: headers are read as ever; no upstream lines are built."""
+    head = RequestHead(forwards=False)
+    head.add(b"Host", b"gate")
+    head.add(b"Authorization", b"Bearer x")
+    head.add(b"X-Custom", b"1")
+    assert head.lines == []
+    assert head.getall("authorization") == ["Bearer x"]
+    assert head.forwardable(set()) == b"Authorization: Bearer x\r\nX-Custom: 1\r\n"
