@@ -32,14 +32,9 @@ class RequestHead:
 
     def add(self, name: bytes, value: bytes) -> None:
         self.raw.append((name, value))
-        lowered = name.lower()
-        kind = KINDS.get(lowered)
-        if kind is None:
-            if self.forwards and not (b"_" in lowered and _lookalike(lowered)):
-                self.lines += (name, b": ", value, b"\r\n")
-            return
+        kind, lowered = _kind_of(name)
         if kind & READ:
-            self.found.setdefault(lowered.decode(), []).append(value.decode("latin-1"))
+            self.found.setdefault(lowered, []).append(value.decode("latin-1"))
         if kind & FORWARD and self.forwards:
             self.lines += (name, b": ", value, b"\r\n")
 
@@ -63,6 +58,28 @@ class RequestHead:
             return found or ()
         wanted = name.encode("latin-1")  # a configured name (identity.partner_header)
         return [value.decode("latin-1") for key, value in self.raw if key.lower() == wanted]
+
+
+_SPELLINGS: dict[bytes, tuple[int, str]] = {}  # a header name as sent -> (kind, lowercase)
+_SPELLINGS_KEPT = 1024  # clients send the same few spellings; a flood of new ones is not kept
+
+
+def _kind_of(name: bytes) -> tuple[int, str]:
+    """What the gate does with a header (``KINDS``' bits), and its lowercase name.
+
+    Remembered per spelling: lowering, decoding and the look-alike check run
+    once per name a client uses, not once per header line.
+    """
+    known = _SPELLINGS.get(name)
+    if known is None:
+        lowered = name.lower()
+        kind = KINDS.get(lowered)
+        if kind is None:  # not one the gate knows: forwarded, unless it poses as a dropped one
+            kind = 0 if b"_" in lowered and _lookalike(lowered) else FORWARD
+        known = (kind, lowered.decode("latin-1"))
+        if len(_SPELLINGS) < _SPELLINGS_KEPT:
+            _SPELLINGS[name] = known
+    return known
 
 
 def _lookalike(lowered: bytes) -> bool:

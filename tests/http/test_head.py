@@ -68,3 +68,18 @@ def test_a_head_that_forwards_nothing_builds_no_lines_but_reads_the_same() -> No
     assert head.lines == []
     assert head.getall("authorization") == ["Bearer x"]
     assert head.forwardable(set()) == b"Authorization: Bearer x\r\nX-Custom: 1\r\n"
+
+
+def test_headers_are_read_the_same_after_a_flood_of_new_names() -> None:
+    """Kinds are remembered per spelling, for a bounded number of spellings: past the bound,
+    a header is still sorted (read, forwarded, dropped) exactly as before it."""
+    flood = RequestHead()
+    for number in range(3000):
+        flood.add(b"X-Name-%d" % number, b"v")
+    head = RequestHead()
+    head.add(b"AuThOrIzAtIoN", b"Bearer y")
+    head.add(b"X_Original_URL", b"/evil")  # an underscore look-alike of a dropped header
+    head.add(b"X-Name-2999", b"kept")
+    assert head.getall("authorization") == ["Bearer y"]
+    assert b"".join(head.lines) == b"AuThOrIzAtIoN: Bearer y\r\nX-Name-2999: kept\r\n"
+    assert len(flood.lines) == 3000 * 4
