@@ -191,7 +191,7 @@ async def run_checks(calls: int, *, stacks_too: bool = False) -> None:
             f'grpc_listen = "127.0.0.1:{ports["grpc"]}"\n[log]\nlevel = "warning"\n'
         )
         gate = Server.start(
-            "gate", [sys.executable, "-m", "gate", "serve", "--config", str(config)],
+            "gate", [sys.executable, "-P", "-m", "gate", "serve", "--config", str(config)],
             cpus="1" if _PIN else None, log=work / "gate.log", port=ports["proxy"],
         )  # fmt: skip
         try:

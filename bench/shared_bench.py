@@ -69,7 +69,7 @@ class Replica:
 
     async def start(self) -> Replica:
         self.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "gate", "serve", "--config", str(self.config),
+            sys.executable, "-P", "-m", "gate", "serve", "--config", str(self.config),
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         async with aiohttp.ClientSession() as session, asyncio.timeout(20):

@@ -170,7 +170,7 @@ def start_gate(upstream: str, port: int, tls: tuple[Path, Path] | None) -> subpr
     }
     if tls is not None:
         env["GATE_SERVER__TLS_CERT_FILE"], env["GATE_SERVER__TLS_KEY_FILE"] = map(str, tls)
-    process = subprocess.Popen([sys.executable, "-m", "gate", "serve"], env=env)
+    process = subprocess.Popen([sys.executable, "-P", "-m", "gate", "serve"], env=env)
     wait_ready(f"http://127.0.0.1:{admin}/readyz")
     return process
 
