@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 from gate.core.policy import State
 
-__all__ = ["ACCEPTED", "Entry", "PairCache", "source_of", "source_of_flags"]
+__all__ = ["ACCEPTED", "Entry", "PairCache", "source_of", "source_of_flags", "why_of_flags"]
 
 _ACCEPTED, _CONFIRMED, _DIRECT = 1, 2, 4
 ACCEPTED = _ACCEPTED  # the flag bit that marks an accepted pair (``fresh_flags``)
@@ -25,6 +25,14 @@ _FLAG_BITS = (1 << _SHIFT) - 1
 
 
 _FLAGS = {"confirmation": _CONFIRMED, "direct": _DIRECT}
+# A pair not accepted keeps why in the two bits an accepted one uses for its source.
+_WHY = ("", "no_agreement", "type_not_counted", "before_accepted_since")
+_WHY_CODES = {why: code << 1 for code, why in enumerate(_WHY) if why}
+
+
+def why_of_flags(flags: int) -> str:
+    """What a lookup found missing for a pair not accepted, by its flag bits ("" unknown)."""
+    return "" if flags & _ACCEPTED else _WHY[(flags >> 1) & 3]
 
 
 def source_of_flags(flags: int) -> str:
@@ -105,8 +113,11 @@ class PairCache:
             return None
         return entry
 
-    def put(self, key: str, state: State, source: str, age_s: float = 0.0) -> None:
-        """Store a pair's state as learnt ``age_s`` seconds ago (a snapshot's pairs are older)."""
+    def put(self, key: str, state: State, source: str, age_s: float = 0.0, why: str = "") -> None:
+        """Store a pair's state as learnt ``age_s`` seconds ago (a snapshot's pairs are older).
+
+        ``why``: for a pair not accepted, what its lookup found missing (kept for cache hits).
+        """
         if state is State.ACCEPTED:
             if self._positive_ms + self._keep <= 0:
                 return
@@ -114,7 +125,7 @@ class PairCache:
         elif self._negative_ms <= 0:
             return  # never trusted: not worth a slot
         else:
-            flags = 0
+            flags = _WHY_CODES.get(why, 0)
         stored = int((self._clock() - age_s) * 1000)
         data = self._data
         data.pop(key, None)
@@ -143,13 +154,5 @@ class PairCache:
         keep = self._keep / 1000 if accepted else 0.0
         cached_at = self._wall() - (self._clock() - stored)
         state = State.ACCEPTED if accepted else State.NOT_ACCEPTED
-        source = (
-            "confirmation"
-            if packed & _CONFIRMED
-            else "direct"
-            if packed & _DIRECT
-            else "agreement"
-            if accepted
-            else "lookup"
-        )
+        source = source_of_flags(packed) if accepted else "lookup"
         return Entry(state, source, cached_at, ttl, stored + ttl, stored + ttl + keep)

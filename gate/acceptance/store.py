@@ -33,7 +33,14 @@ from typing import Any, NamedTuple
 
 from cachetools import TTLCache
 
-from gate.acceptance.cache import ACCEPTED, Entry, PairCache, source_of, source_of_flags
+from gate.acceptance.cache import (
+    ACCEPTED,
+    Entry,
+    PairCache,
+    source_of,
+    source_of_flags,
+    why_of_flags,
+)
 from gate.acceptance.lookup import Finding, LookupRules, look_up, request_headers
 from gate.acceptance.shared import SharedTier
 from gate.acceptance.throttle import Throttle, asked_wait
@@ -92,9 +99,10 @@ _HIT_ACCEPTED = {
     source: Outcome(State.ACCEPTED, "hit", source=source)
     for source in ("agreement", "direct", "confirmation")
 }
-_HIT_NOT_ACCEPTED = Outcome(State.NOT_ACCEPTED, "hit")
 _HITS = tuple(  # a cache hit's answer by the pair's flag bits (PairCache.fresh_flags)
-    _HIT_ACCEPTED[source_of_flags(flags)] if flags & ACCEPTED else _HIT_NOT_ACCEPTED
+    _HIT_ACCEPTED[source_of_flags(flags)]
+    if flags & ACCEPTED
+    else Outcome(State.NOT_ACCEPTED, "hit", why=why_of_flags(flags))
     for flags in range(8)
 )
 _PROOF_TTL_S = 3600.0  # a caller's token the upstream took is trusted this long at most
@@ -365,7 +373,7 @@ class AcceptanceStore:
             return self._held(key, finding.retry_after)
         if finding.state is State.UNKNOWN:
             return self._failed(key)
-        state = self._store(key, finding.state, finding.source)
+        state = self._store(key, finding.state, finding.source, why=finding.reason)
         if state is not finding.state:  # a confirmation landed meanwhile
             return Outcome(state, "miss", source="confirmation")
         source = finding.source if state is State.ACCEPTED else ""
@@ -392,8 +400,10 @@ class AcceptanceStore:
         elif outcome.cache == "throttled":
             metrics.throttled.inc()
 
-    def _store(self, key: _Key, state: State, source: str, age_s: float = 0.0) -> State:
+    def _store(
+        self, key: _Key, state: State, source: str, age_s: float = 0.0, why: str = ""
+    ) -> State:
         if state is State.NOT_ACCEPTED and self._cache.fresh(key) is State.ACCEPTED:
             return State.ACCEPTED  # a confirmation landed while this lookup was in flight
-        self._cache.put(key, state, source, age_s)
+        self._cache.put(key, state, source, age_s, why)
         return state

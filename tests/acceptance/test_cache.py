@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gate.acceptance.cache import PairCache
+from gate.acceptance.cache import PairCache, source_of_flags, why_of_flags
 from gate.core.policy import State
 
 
@@ -100,3 +100,26 @@ def test_pop_says_whether_it_dropped_something() -> None:
     cache.put("p/c", State.ACCEPTED, "lookup")
     assert cache.pop("p/c") is True
     assert cache.pop("p/c") is False
+
+
+@pytest.mark.parametrize("why", ["", "no_agreement", "type_not_counted", "before_accepted_since"])
+def test_a_pair_not_accepted_keeps_why_its_lookup_said_no(why: str) -> None:
+    """A cache hit's refusal names the same reason as the lookup's (13605 data[0].reason)."""
+    cache = make(Clock())
+    cache.put("p/c", State.NOT_ACCEPTED, "none", why=why)
+    flags = cache.fresh_flags("p/c")
+    assert cache.fresh("p/c") is State.NOT_ACCEPTED
+    assert why_of_flags(flags) == why
+    entry = cache.get("p/c")
+    assert entry is not None and entry.source == "lookup"  # the why bits are not a source
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [("agreement", "agreement"), ("direct", "direct"), ("confirmation", "confirmation")],
+)
+def test_an_accepted_pair_keeps_its_source_and_has_no_why(source: str, expected: str) -> None:
+    cache = make(Clock())
+    cache.put("p/c", State.ACCEPTED, source, why="no_agreement")  # ignored when accepted
+    flags = cache.fresh_flags("p/c")
+    assert (source_of_flags(flags), why_of_flags(flags)) == (expected, "")

@@ -76,6 +76,11 @@ async def test_which_agreement_counts(
         assert decisions(gate.logs)[0]["why"] == why  # the operator sees it too
         assert "Microsoft 365 admin center" in refusal["description"]
         assert "/v1/attestations/enhanced" in refusal["description"]
+        again = await _order(gate)  # from the cache now: the same reason, no second lookup
+        assert (await again.json())["data"][0]["reason"] == why
+        second = decisions(gate.logs)[1]
+        assert (second["cache"], second["why"]) == ("hit", why)
+        assert len(gate.upstream.sandbox.calls("GET", agreements_path())) == 1
         assert not gate.upstream.sandbox.calls("POST", "/orders")
     else:
         assert decisions(gate.logs)[0]["source"] == "agreement"
