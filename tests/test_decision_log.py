@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import time
 
 from prometheus_client import generate_latest
 
@@ -14,6 +13,7 @@ from gate.core.trace import Trace
 from gate.decision_log import finish
 from gate.logs import HotLines, make_logger
 from gate.metrics import Metrics
+from tests.core.test_trace import trace
 from tests.support import (
     CONTACT_EMAIL,
     CONTACT_FIRST,
@@ -25,19 +25,11 @@ from tests.support import (
     metric,
 )
 
-ORDER = Transaction(kind="new_purchase", rule="create-order", when="always", customer=CUSTOMER)
 FIELDS = {
     "event", "level", "timestamp", "method", "path", "partner", "customer", "resellers",
     "transaction", "rule", "decision", "reason", "cache", "acceptance", "source", "why", "body",
     "status", "error", "latency_ms", "correlation_id",
 }  # fmt: skip
-
-
-def trace(**fields: object) -> Trace:
-    made = Trace(ORDER, "POST", f"/v1/customers/{CUSTOMER}/orders", "corr-1", time.perf_counter())
-    for name, value in fields.items():
-        setattr(made, name, value)
-    return made
 
 
 def hot_lines(stream: io.StringIO, level: str = "info") -> HotLines:

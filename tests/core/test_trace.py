@@ -14,11 +14,6 @@ from tests.support import (
 )
 
 ORDER = Transaction(kind="new_purchase", rule="create-order", when="always", customer=CUSTOMER)
-FIELDS = {
-    "event", "level", "timestamp", "method", "path", "partner", "customer", "resellers",
-    "transaction", "rule", "decision", "reason", "cache", "acceptance", "source", "why", "body",
-    "status", "error", "latency_ms", "correlation_id",
-}  # fmt: skip
 
 
 def trace(**fields: object) -> Trace:
