@@ -52,6 +52,7 @@ SPLIT_BESIDE = {
     "reads_p99_added_ms": "reads_p99_added_split_ms",
     "orders_p99_added_ms": "orders_p99_added_split_ms",
 }
+LATENCY_BUSY = 0.4  # a CPU this busy during a latency run ran more than the bench's work
 PLACEMENTS = {
     "paced-same": "every process on one CPU, the proxy beside wrk and the upstream",
     "paced": "the proxy alone on its own CPU, wrk and the upstream on another",
@@ -279,6 +280,17 @@ def _notes(results: Results, target: str, workload: str, kinds: tuple[str, ...])
     steady = [s for k in kinds for s in results.clean(target, workload, k)]
     if steady and min(s.rps for s in steady) < 950:
         notes.append(f"paced at {min(s.rps for s in steady):.0f}/s")
+    # 1000 req/s keeps a CPU at most ~20 % busy (the gate's orders, wrk and the upstream on
+    # one): more means other work shared it during the latency runs, and p99 is suspect
+    proxy_cpu, load_cpu = _cores(results)
+    alone = kinds[0] == "paced" and target != "direct"  # the proxy's CPU is in the path too
+    cpus = {proxy_cpu, load_cpu} if alone else {load_cpu}
+    if str(results.meta.get("pinning", "")).startswith("none"):
+        cpus = set().union(*(s.busy for s in results.get(target, workload, kinds[0])))
+    first = results.clean(target, workload, kinds[0])
+    busiest = max((max(s.busy.get(c, 0) for c in cpus) for s in first), default=0)
+    if busiest >= LATENCY_BUSY:
+        notes.append(f"latency CPU {busiest * 100:.0f}% busy")
     return notes
 
 
@@ -363,7 +375,9 @@ def _legend(meta: dict[str, Any]) -> list[str]:
         "  busy%/load = share of the proxy's CPU / the load CPU busy (whole machine) at 64 conns;",
         "  errors = socket errors and non-2xx answers; a run with > 1 % is left out of medians;",
         "  late = paced sends that left > 1 ms after their slot (latency then under-reported);",
-        "  load-bound = the load CPU was >= 95 % busy: that target's req/s is a lower bound",
+        "  load-bound = the load CPU was >= 95 % busy: that target's req/s is a lower bound;",
+        "  latency CPU N% busy = a CPU was that busy in a latency run (the bench's own work is",
+        "  ~20 % at most): other work shared it, that row's latency figures are suspect",
     ]
 
 
