@@ -9,7 +9,10 @@ call). Each repetition visits every target in turn (round-robin); the table
 shows medians. Per cell: req/s with 64 connections, the proxy's CPU per call
 (utime+stime of its process tree over requests done), p50/p99/p99.9 at a
 fixed 1000 req/s, and the peak RSS during the runs. On 2+ cores the proxy
-runs alone on one core; wrk and the upstream share another.
+runs alone on one core for the throughput runs; wrk and the upstream share
+another. The latency runs put the proxy on wrk's core too (``same``), on its
+own core (``split``), or both (the default; the targets use ``same``): see
+bench/README.md, "How it measures", for why.
 
     bench/run                     # the whole thing (~20 min), figures in bench/results/
     bench/run --quick             # smoke run: 2 s per run, 1 repetition
@@ -49,6 +52,7 @@ from servers import (
     CoreClock,
     Server,
     free_port,
+    pin_tree,
     tree_cpu_seconds,
     tree_peak_rss,
     wait_ready,
@@ -75,6 +79,9 @@ WORKER_TARGETS = ("gate-1w", "gate-2w")  # reads only, the gate unpinned on ever
 CONNECTIONS = 64  # throughput runs
 PACED_CONNECTIONS = 10  # fixed-rate runs: a stall up to 10 ms long keeps the schedule
 PACED_RATE = 1000  # req/s
+# Latency runs per --latency-cpus: "paced-same" with the proxy moved onto wrk's and the
+# upstream's CPU for the run, "paced" with it alone on its own (the only kind before).
+PACED_KINDS = {"same": ("paced-same",), "split": ("paced",), "both": ("paced-same", "paced")}
 ERROR_SHARE = 0.01  # a run with more errors than this is left out of the medians
 MAX_RESTARTS = 30  # servers something outside stopped, restarted before the run gives up
 
@@ -102,7 +109,7 @@ class Sample:
 
 @dataclass
 class Results:
-    """Every sample of a run, keyed ``target/workload/kind`` (kind: rps | paced)."""
+    """Every sample of a run, keyed ``target/workload/kind`` (kind: rps | paced | paced-same)."""
 
     meta: dict[str, object]
     samples: dict[str, list[Sample]] = field(default_factory=dict)
@@ -137,6 +144,8 @@ class Bench:
         self.pinned = len(cpus) >= 2 and not args.no_pin
         self.load_cpus = str(cpus[0]) if self.pinned else None
         self.proxy_cpus = str(cpus[1]) if self.pinned else None
+        # unpinned, "same" and "split" are one placement: everything everywhere
+        self.latency = args.latency_cpus if self.pinned else "split"
         self.all_cpus = ",".join(map(str, cpus))
         self.clock = CoreClock()
         self.scripts: dict[tuple[str, bool], Path] = {}
@@ -337,18 +346,39 @@ class Bench:
             self.scripts[key] = path
         return self.scripts[key]
 
-    def wrk(self, target: str, workload: str, seconds: float, *, paced: bool) -> Sample:
-        """One run; redone once on a restarted server if the server died during it."""
+    def wrk(
+        self, target: str, workload: str, seconds: float, *, paced: bool, same_cpu: bool = False
+    ) -> Sample:
+        """One run; redone once on a restarted server if the server died during it.
+
+        ``same_cpu``: the proxy's threads are moved onto the load CPU (wrk's and the
+        upstream's) for the run and back after it.
+        """
         for _ in range(2):
             server = self.alive(target)
-            sample = self._wrk(server, target, workload, seconds, paced=paced)
+            sample = self._placed(server, target, workload, seconds, paced, same_cpu)
             if sample.errors <= sample.requests * ERROR_SHARE:
                 return sample
             with contextlib.suppress(subprocess.TimeoutExpired):
                 server.proc.wait(timeout=5)  # a stopped gate drains for its grace, then exits
             if server.proc.poll() is None:
                 return sample  # the proxy answered errors while running: report them
-        return self._wrk(self.alive(target), target, workload, seconds, paced=paced)
+        return self._placed(self.alive(target), target, workload, seconds, paced, same_cpu)
+
+    def _placed(
+        self, server: Server, target: str, workload: str, seconds: float, paced: bool, same: bool
+    ) -> Sample:
+        roots = [server.pid, *(also.pid for also in server.also)]
+        move = same and self.load_cpus is not None and self.proxy_cpus is not None
+        if not move or target == "direct":  # direct has no proxy: it is on the load CPU
+            return self._wrk(server, target, workload, seconds, paced=paced)
+        for root in roots:
+            pin_tree(root, str(self.load_cpus))
+        try:
+            return self._wrk(server, target, workload, seconds, paced=paced)
+        finally:
+            for root in roots:
+                pin_tree(root, str(self.proxy_cpus))
 
     def _wrk(
         self, server: Server, target: str, workload: str, seconds: float, *, paced: bool
@@ -442,9 +472,17 @@ def _plan(args: argparse.Namespace) -> list[tuple[str, str]]:
     return cells
 
 
+def _kinds(bench: Bench, target: str) -> tuple[str, ...]:
+    """The runs of a target: direct's latency run is the same in every placement (no proxy)."""
+    if target in WORKER_TARGETS:
+        return ("rps",)
+    paced = PACED_KINDS[bench.latency]
+    return ("rps", *(paced[:1] if target == "direct" else paced))
+
+
 def _measure(bench: Bench, cells: list[tuple[str, str]], results: Results) -> None:
     args = bench.args
-    total = args.repeat * sum(1 if t in WORKER_TARGETS else 2 for t, _ in cells)
+    total = args.repeat * sum(len(_kinds(bench, t)) for t, _ in cells)
     step = 0
     print(f"warm-up: 1 s per cell, {len(cells)} cells", flush=True)
     for target, workload in cells:
@@ -453,11 +491,16 @@ def _measure(bench: Bench, cells: list[tuple[str, str]], results: Results) -> No
         for group in _groups(cells):
             turn = group[rep % len(group) :] + group[: rep % len(group)]  # rotate the start
             for target, workload in turn:
-                kinds = ("rps",) if target in WORKER_TARGETS else ("rps", "paced")
-                for kind in kinds:
+                for kind in _kinds(bench, target):
                     step += 1
-                    sample = bench.wrk(target, workload, args.seconds, paced=kind == "paced")
-                    results.add(target, workload, kind, sample)
+                    sample = bench.wrk(
+                        target, workload, args.seconds,
+                        paced=kind != "rps", same_cpu=kind == "paced-same",
+                    )  # fmt: skip
+                    # direct's one latency run stands for every placement
+                    every = target == "direct" and kind != "rps"
+                    for each in PACED_KINDS[bench.latency] if every else (kind,):
+                        results.add(target, workload, each, sample)
                     print(
                         f"[{step}/{total}] rep {rep + 1} {target}/{workload} {kind}: "
                         f"{report.describe(sample, kind)}",
@@ -508,6 +551,14 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         help="the checkout whose gate to run (its .venv); default this one",
     )
     parser.add_argument("--no-pin", action="store_true", help="do not pin (taskset) anything")
+    parser.add_argument(
+        "--latency-cpus",
+        choices=tuple(PACED_KINDS),
+        default="both",
+        help="the 1000 req/s latency runs: 'same' moves the proxy onto wrk's and the "
+        "upstream's CPU for them (as direct, no cross-CPU wake-ups), 'split' leaves it alone "
+        "on its own; 'both' (default) runs each, the targets using 'same'",
+    )
     parser.add_argument(
         "--profile",
         action="store_true",

@@ -26,6 +26,7 @@ __all__ = [
     "CoreClock",
     "Server",
     "free_port",
+    "pin_tree",
     "tree_cpu_seconds",
     "tree_peak_rss",
     "tree_pids",
@@ -225,6 +226,21 @@ def tree_pids(root: int) -> list[int]:
         found.append(pid)
         todo.extend(parents.get(pid, []))
     return found
+
+
+def pin_tree(root: int, cpus: str) -> None:
+    """Move every thread of the process and its descendants onto ``cpus`` ("0" or "0,1").
+
+    Per thread, because sched_setaffinity on a PID moves that thread alone; threads made
+    later inherit their creator's set. The latency runs use it to put a running proxy
+    beside wrk and the upstream, then back, without restarting it.
+    """
+    wanted = {int(cpu) for cpu in cpus.split(",")}
+    for pid in tree_pids(root):
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                with contextlib.suppress(OSError):  # a thread that ended meanwhile
+                    os.sched_setaffinity(int(task.name), wanted)
 
 
 def tree_cpu_seconds(root: int) -> tuple[float, float]:
