@@ -62,6 +62,7 @@ class RequestHead:
 
 _SPELLINGS: dict[bytes, tuple[int, str]] = {}  # a header name as sent -> (kind, lowercase)
 _SPELLINGS_KEPT = 1024  # clients send the same few spellings; a flood of new ones is not kept
+_SPELLING_BYTES = 64  # a longer name is sorted every time, never kept (at most ~200 KB kept)
 
 
 def _kind_of(name: bytes) -> tuple[int, str]:
@@ -77,7 +78,7 @@ def _kind_of(name: bytes) -> tuple[int, str]:
         if kind is None:  # not one the gate knows: forwarded, unless it poses as a dropped one
             kind = 0 if b"_" in lowered and _lookalike(lowered) else FORWARD
         known = (kind, lowered.decode("latin-1"))
-        if len(_SPELLINGS) < _SPELLINGS_KEPT:
+        if len(name) <= _SPELLING_BYTES and len(_SPELLINGS) < _SPELLINGS_KEPT:
             _SPELLINGS[name] = known
     return known
 

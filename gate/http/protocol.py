@@ -171,9 +171,12 @@ class ProxyProtocol(ConnectionState):
         self._state, self._state_due = BODY, NEVER
         found = head.found
         keep_alive = parser.should_keep_alive()
-        # Kept alive without a Connection header: HTTP/1.1 (1.0 needs "keep-alive" for it),
-        # so the version (a string httptools formats per call) is read only otherwise.
-        http10 = (not keep_alive or "connection" in found) and parser.get_http_version() == "1.0"
+        # Kept alive without a Connection (or Proxy-Connection) header: HTTP/1.1, since 1.0
+        # needs "keep-alive" in one of them; the version (a string httptools formats per
+        # call) is read only otherwise.
+        http10 = (
+            not keep_alive or "connection" in found or "proxy-connection" in found
+        ) and parser.get_http_version() == "1.0"
         hosts = found.get("host", ())
         if len(hosts) > 1 or (not hosts and not http10):  # RFC 9112 §3.2
             raise _Refused(MalformedRequest("An HTTP/1.1 request needs exactly one Host header."))

@@ -242,11 +242,13 @@ class UpstreamPool:
 
     def _watch(self) -> None:
         """Fail exchanges silent for over read_timeout; cheaper than a timer per call."""
-        now = asyncio.get_running_loop().time()
+        loop = asyncio.get_running_loop()
+        tick = min(1.0, self.read_timeout / 4)
+        # Armed again first: a failed call told of its timeout must not stop the watchdog.
+        self._watchdog = loop.call_later(tick, self._watch)
+        now = loop.time()
         for conn in [c for c in self._busy if c.silent_for(now) > self.read_timeout]:
             conn.time_out()
-        tick = min(1.0, self.read_timeout / 4)
-        self._watchdog = asyncio.get_running_loop().call_later(tick, self._watch)
 
     def give_back(self, conn: Connection) -> None:
         self._busy.discard(conn)

@@ -58,8 +58,8 @@ KINDS = {
     b"host": READ,
     b"transfer-encoding": READ,
     b"x-forwarded-for": READ,
+    b"proxy-connection": READ,  # llhttp keeps an HTTP/1.0 request alive by it too
     b"keep-alive": 0,
-    b"proxy-connection": 0,
     b"te": 0,
     b"trailer": 0,
     b"upgrade": 0,

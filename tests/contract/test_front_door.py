@@ -141,12 +141,16 @@ async def test_http10_without_host_is_answered_then_closed(gate: Gate) -> None:
     assert rest == b""
 
 
-async def test_http10_keep_alive_is_honoured(gate: Gate) -> None:
-    """§2 pass-through: HTTP/1.0 with `Connection: keep-alive` is answered so and kept open."""
+@pytest.mark.parametrize("header", ["Connection", "Proxy-Connection"])
+async def test_http10_keep_alive_is_honoured(gate: Gate, header: str) -> None:
+    """§2 pass-through: HTTP/1.0 with `Connection: keep-alive` is answered so and kept open.
+
+    llhttp also reads the older `Proxy-Connection: keep-alive`; the request stays HTTP/1.0
+    (no Host needed, no chunked answer), never taken for 1.1 because it is kept alive."""
     async with _connect(_port(gate)) as (reader, writer):
-        await _send(writer, _get("/v1/customers?one", "Connection: keep-alive", version="1.0"))
+        await _send(writer, _get("/v1/customers?one", f"{header}: keep-alive", version="1.0"))
         first = await _response(reader)
-        await _send(writer, _get("/v1/customers?two", "Connection: keep-alive", version="1.0"))
+        await _send(writer, _get("/v1/customers?two", f"{header}: keep-alive", version="1.0"))
         second = await _response(reader)
     assert first is not None and second is not None
     assert (first.status, second.status) == (200, 200)

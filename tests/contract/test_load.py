@@ -40,8 +40,9 @@ def _placed(upstream: Upstream) -> Counter[str]:
 async def test_a_storm_of_lookups_is_bounded_by_max_concurrent_lookups(
     start_gate: StartGate,
 ) -> None:
-    """§3 max_concurrent_lookups: 200 unconfirmed customers at once cost at most 4 lookups
-    in flight; the excess waits up to lookup_timeout_s, then gets 503 with Retry-After."""
+    """§3 max_concurrent_lookups: 200 unconfirmed customers at once have at most 4 lookups
+    in flight, none asked twice; the excess waits up to lookup_timeout_s, then gets 503 with
+    Retry-After."""
     # One upstream call per lookup (no direct-status call after the agreements): a lookup then
     # times out in the queue, not halfway through its calls, which the last bound counts on.
     gate = await start_gate(

@@ -264,3 +264,59 @@ def test_headers_named_by_connection_are_not_relayed() -> None:
         (b"X-Kept", b"2"),
     ]
     assert relayed_headers(headers) == [(b"X-Kept", b"2")]
+
+
+class Told:
+    """What an exchange started with begin_told (the pool's send_now) is told, and when."""
+
+    def __init__(self) -> None:
+        self.items: list[UpstreamResponse | BaseException] = []
+        self.arrived = asyncio.Event()
+
+    def __call__(self, result: UpstreamResponse | BaseException) -> None:
+        self.items.append(result)
+        self.arrived.set()
+
+    async def first(self) -> UpstreamResponse | BaseException:
+        async with asyncio.timeout(5):
+            await self.arrived.wait()
+        return self.items[0]
+
+
+async def told_once(conn: Connection, request: bytes = GET) -> Told:
+    told = Told()
+    conn.begin_told("GET", told)
+    await conn.write(request)
+    conn.sending = False
+    return told
+
+
+async def test_begin_told_hands_over_the_head_with_the_body_that_came_with_it(
+    raw_server: StartRaw,
+) -> None:
+    """send_now's path: told once, directly, after llhttp read the whole small answer."""
+    _, conn = await start(raw_server, b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+    told = await told_once(conn)
+    response = await told.first()
+    assert isinstance(response, UpstreamResponse)
+    assert (response.status, response.whole()) == (200, b"hello")
+    await asyncio.sleep(0.05)
+    assert len(told.items) == 1  # never told twice
+
+
+async def test_begin_told_is_told_a_broken_answer_once(raw_server: StartRaw) -> None:
+    """A head followed by garbage in the same read: told the failure, not the head."""
+    _, conn = await start(raw_server, b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nxGARBAGE")
+    told = await told_once(conn)
+    assert isinstance(await told.first(), UpstreamClosed)
+    await asyncio.sleep(0.05)
+    assert len(told.items) == 1 and conn.closed
+
+
+async def test_begin_told_is_told_the_watchdogs_timeout(raw_server: StartRaw) -> None:
+    _, conn = await start(raw_server)  # answers nothing
+    told = await told_once(conn)
+    conn.time_out()
+    assert len(told.items) == 1 and isinstance(told.items[0], TimeoutError)
+    conn.time_out()  # a second verdict tells nobody again
+    assert len(told.items) == 1 and conn.closed

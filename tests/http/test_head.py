@@ -83,3 +83,14 @@ def test_headers_are_read_the_same_after_a_flood_of_new_names() -> None:
     assert head.getall("authorization") == ["Bearer y"]
     assert b"".join(head.lines) == b"AuThOrIzAtIoN: Bearer y\r\nX-Name-2999: kept\r\n"
     assert len(flood.lines) == 3000 * 4
+
+
+def test_a_long_header_name_is_sorted_like_a_short_one() -> None:
+    """Names over 64 bytes are not remembered (memory), but read and forwarded as ever."""
+    long_name = b"X-" + b"a" * 5000
+    for _ in range(3):
+        head = RequestHead()
+        head.add(long_name, b"v")
+        head.add(b"Authorization", b"Bearer z")
+        assert head.lines[:4] == [long_name, b": ", b"v", b"\r\n"]
+        assert head.getall("authorization") == ["Bearer z"]
