@@ -17,7 +17,6 @@ TESTS = ROOT / "tests"
 # sandbox upstream, the runtime value), proven by every socket test that starts them.
 COVERED_ELSEWHERE = {
     # not glue: it has logic of its own; a unit file is still owed
-    "authz_grpc": "gRPC ext_authz: a grpcio client asks `gate serve` in contract/test_authz_grpc",
     "app": "app factories, glue: every contract test starts one",
     "demo": "run end to end as `gate demo` by tests/test_cli.py",
     "runtime": "glue: settings compiled into one value, no branch; read by tests/core/*",
