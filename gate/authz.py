@@ -31,10 +31,10 @@ import json
 
 from gate.core.action import Action, Answer, Forward, Gated, answer_error
 from gate.core.decide import Decider
-from gate.core.policy import Verdict
 from gate.decision_log import finish
 from gate.errors import BodyTooLarge, GateError, InvalidAcceptance, MalformedRequest
 from gate.http.cycle import ClientGone, Cycle
+from gate.http.vocabulary import decision_line
 from gate.logs import HotLines
 from gate.metrics import Metrics
 from gate.tasks import Later, then
@@ -42,10 +42,6 @@ from gate.tasks import Later, then
 __all__ = ["DecisionService", "cut_short", "logged"]
 
 _RELAYED_TO_NGINX = frozenset({b"x-gate-decision", b"retry-after"})
-# An allowed check's header line per decision, built once: the allow is most checks' answer.
-_DECISION_LINES: dict[str | None, bytes] = {None: b""} | {
-    verdict.value: b"X-Gate-Decision: %s\r\n" % verdict.value.encode() for verdict in Verdict
-}
 
 
 class DecisionService:
@@ -111,11 +107,7 @@ class DecisionService:
         if isinstance(action, Forward):  # allowed: a bodiless 200, its header line built once
             if action.trace is not None:
                 finish(action.trace, 200, None, self._metrics, self._lines)
-            decision = action.decision
-            line = _DECISION_LINES.get(decision)
-            if line is None:
-                line = b"X-Gate-Decision: %s\r\n" % (decision or "").encode()
-            cycle.answer_bare(200, line)
+            cycle.answer_bare(200, decision_line(action.decision))
             return None  # the check is over
         logged(action, self._metrics, self._lines)
         cycle.answer(_for_nginx(action) if nginx else action)

@@ -23,7 +23,7 @@ from gate.http.head import RequestHead
 from gate.http.limits import BUFFER_ANSWER, INSPECT_ANSWER
 from gate.http.request_body import Body
 from gate.http.upstream import UpstreamClosed, UpstreamPool, UpstreamResponse
-from gate.http.vocabulary import PLAIN_TOKENS
+from gate.http.vocabulary import PLAIN_TOKENS, decision_line
 from gate.metrics import Metrics
 from gate.tasks import Later
 
@@ -165,9 +165,7 @@ class _Sent:
                 held = None  # the relay releases them now
                 cycle.carry_on(relay)
                 return
-            block = upstream.relayed
-            if action.decision is not None:
-                block += b"X-Gate-Decision: %s\r\n" % action.decision.encode()
+            block = upstream.relayed + decision_line(action.decision)
             if settle is not None:  # recorded and logged before the caller hears (confirmations)
                 settle(Relayed(status, None, whole))
             cycle.respond(status, upstream.reason_bytes, block, length=len(whole), body=whole)
@@ -323,9 +321,7 @@ async def _relay(
     inspect: bool,
     kept: Kept | None = None,
 ) -> Relayed:
-    block = upstream.relayed
-    if decision is not None:
-        block += b"X-Gate-Decision: %s\r\n" % decision.encode()
+    block = upstream.relayed + decision_line(decision)
     status, reason, length = upstream.status, upstream.reason_bytes, upstream.content_length
     if cycle.method == "HEAD" or status in _NO_BODY or status < 200:
         cycle.respond(status, reason, block, length=None if status in _NO_BODY else length,

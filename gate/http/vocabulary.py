@@ -7,6 +7,8 @@ forwarding (``gate.http.forward``) agree on every name.
 
 from __future__ import annotations
 
+from gate.core.policy import Verdict
+
 __all__ = [
     "FORWARD",
     "HOP_BY_HOP",
@@ -18,6 +20,7 @@ __all__ = [
     "READ_NAMES",
     "REASONS",
     "RESPONSE_DROP",
+    "decision_line",
 ]
 
 REASONS = {
@@ -92,3 +95,18 @@ HOP_BY_HOP = frozenset(
 RESPONSE_DROP = HOP_BY_HOP | {b"content-length"}  # the gate frames answers itself
 PLAIN_TOKENS = frozenset({b"keep-alive", b"close", b""})
 """Connection header tokens that name no other header (anything else names one to drop)."""
+
+
+# -- the gate's own header ------------------------------------------------------
+
+_DECISION_LINES = {
+    verdict.value: b"X-Gate-Decision: %s\r\n" % verdict.value.encode() for verdict in Verdict
+}
+
+
+def decision_line(decision: str | None) -> bytes:
+    """The ``X-Gate-Decision`` header line for a verdict (empty for none), built once each."""
+    if decision is None:
+        return b""
+    line = _DECISION_LINES.get(decision)
+    return line if line is not None else b"X-Gate-Decision: %s\r\n" % decision.encode()
