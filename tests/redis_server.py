@@ -12,24 +12,18 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis.asyncio as redis_client
 
+from tests.support import free_port
+
 __all__ = ["REDIS_SERVER", "RedisServer", "tls_files"]
 
 REDIS_SERVER = shutil.which("redis-server")
 _BOUND_S = 10.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def tls_files(directory: Path) -> tuple[Path, Path]:
@@ -51,7 +45,7 @@ class RedisServer:
     directory: Path
     password: str = ""
     tls: tuple[Path, Path] | None = None
-    port: int = field(default_factory=_free_port)
+    port: int = field(default_factory=free_port)
     process: asyncio.subprocess.Process | None = None
     _client: redis_client.Redis | None = None
 

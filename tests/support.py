@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import random
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -82,3 +84,37 @@ def log_lines(stream: io.StringIO) -> list[dict[str, Any]]:
 
 def decisions(stream: io.StringIO) -> list[dict[str, Any]]:
     return [line for line in log_lines(stream) if line.get("event") == "decision"]
+
+
+_PICK = random.Random()  # its own: a test seeding the random module must not repeat ports
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now, below the kernel's ephemeral range.
+
+    A port the kernel hands out (bind to 0) comes from the range outgoing
+    connections take their local ports from: between this check and the
+    server's bind, any connection on the machine could take it ("address
+    already in use", seen in CI). Below the range only another bind can.
+    """
+    low = _ephemeral_low()
+    for _ in range(100):
+        port = _PICK.randrange(10_000, low)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as sock:  # the low ports are all taken: the kernel's pick, as before
+        sock.bind(("127.0.0.1", 0))
+        found: int = sock.getsockname()[1]
+        return found
+
+
+def _ephemeral_low() -> int:
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32_768  # Linux's default
+    return max(low, 10_001)

@@ -7,7 +7,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ import pytest
 from multidict import CIMultiDict
 
 from tests.conftest import Upstream
-from tests.support import GATE_COMMAND
+from tests.support import GATE_COMMAND, free_port
 
 _READ_BOUND_S = 20.0
 
@@ -73,14 +72,6 @@ async def exchange(port: int, data: bytes, count: int = 1) -> list[RawResponse]:
         writer.close()
         with contextlib.suppress(ConnectionError):
             await writer.wait_closed()
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass
