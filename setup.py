@@ -39,6 +39,7 @@ HOT = [
     "gate/http/request_body.py",
     "gate/http/server.py",
     "gate/http/upstream.py",
+    "gate/http/vocabulary.py",
     "gate/acceptance/cache.py",
     "gate/authz.py",
     "gate/decision_log.py",
